@@ -1,0 +1,119 @@
+"""The storage report: where every byte of a .dcq file went.
+
+Sections are measured from the file itself (HDF5 storage sizes); what the named sections
+do not account for (HDF5 superblock, object headers, attributes, B-trees, heaps) is
+reported as ``container_overhead`` so the parts always add up to the file size.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dcqformat.format.reader import DCQFile
+
+
+def storage_report(f: DCQFile) -> dict[str, Any]:
+    """Build the report dict for ``f`` (what ``dcqformat info --json`` prints)."""
+    m = f._meta
+    n = m.num_samples
+    pixels = int((m.height.astype(np.int64) * m.width.astype(np.int64)).sum())
+    sections = dict(sorted(m.section_bytes.items()))
+    counted = sum(sections.values())
+    overhead = m.file_size - counted
+    raw_rgb = pixels * 3
+    raw_stored_channels = pixels * m.channels
+    packed_ideal = int(((m.height.astype(np.int64) * m.width.astype(np.int64) * m.bits + 7) // 8).sum())
+    report: dict[str, Any] = {
+        "file": str(f.path),
+        "version": f"{m.version[0]}.{m.version[1]}",
+        "created_by": m.created_by,
+        "samples": n,
+        "classes": len(m.classes),
+        "bits": m.bits,
+        "channels": m.channels,
+        "palette_size": m.palette_size,
+        "palettes": int(m.palettes.shape[0]),
+        "payload_encoding": m.payload_encoding,
+        "pixels": pixels,
+        "file_bytes": m.file_size,
+        "sections": sections,
+        "container_overhead": overhead,
+        "payload_bytes": m.payload_size,
+        "payload_bytes_bitpacked": packed_ideal,
+        "bits_per_pixel": (8 * m.file_size / pixels) if pixels else 0.0,
+        "payload_bits_per_pixel": (8 * m.payload_size / pixels) if pixels else 0.0,
+        "bytes_per_image": (m.file_size / n) if n else 0.0,
+        "raw_pixel_bytes": raw_stored_channels,
+        "ratio_vs_raw": (raw_stored_channels / m.file_size) if m.file_size else 0.0,
+        "raw_rgb_bytes": raw_rgb,
+        "ratio_vs_raw_rgb": (raw_rgb / m.file_size) if m.file_size else 0.0,
+    }
+    if m.payload_encoding == "zstd" and packed_ideal:
+        report["zstd_saving"] = 1.0 - m.payload_size / packed_ideal
+    if m.source_sizes is not None:
+        known = m.source_sizes[m.source_sizes >= 0]
+        if known.size:
+            total = int(known.sum())
+            report["source_bytes"] = total
+            report["source_files_recorded"] = int(known.size)
+            report["ratio_vs_source"] = total / m.file_size if m.file_size else 0.0
+    counts = Counter(m.label.tolist())
+    report["images_per_class"] = {m.classes[k]: counts.get(k, 0) for k in range(len(m.classes))}
+    sizes = Counter(zip(m.height.tolist(), m.width.tolist(), strict=False))
+    report["image_sizes"] = {f"{h}x{w}": c for (h, w), c in sizes.most_common(10)}
+    report["distinct_image_sizes"] = len(sizes)
+    report["selections"] = {
+        name: {"size": int(np.asarray(s["selected"]).size), **s["attrs"]}
+        for name, s in m.selections.items()
+    }
+    report["provenance"] = m.provenance
+    return report
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} GiB"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Render the report dict as the human-readable text of ``dcqformat info``."""
+    r = report
+    lines = [
+        f"{r['file']}: dcq v{r['version']} ({r['created_by']})",
+        f"  samples {r['samples']}, classes {r['classes']}, {r['bits']} bit(s)/pixel index, "
+        f"{r['channels']} channel(s), {r['palettes']} palette(s) of {r['palette_size']} colours, "
+        f"payload {r['payload_encoding']}",
+        f"  file {r['file_bytes']} bytes ({_human(r['file_bytes'])}): "
+        f"{r['bits_per_pixel']:.3f} bits/pixel overall, {r['bytes_per_image']:.1f} bytes/image",
+        f"  vs raw pixels ({r['raw_pixel_bytes']} B, {r['channels']} ch): {r['ratio_vs_raw']:.2f}x smaller; "
+        f"vs raw RGB: {r['ratio_vs_raw_rgb']:.2f}x",
+    ]
+    if "ratio_vs_source" in r:
+        lines.append(f"  vs source files ({r['source_files_recorded']} files, {r['source_bytes']} B): "
+                     f"{r['ratio_vs_source']:.2f}x smaller")
+    if "zstd_saving" in r:
+        lines.append(f"  zstd saved {100 * r['zstd_saving']:.1f}% of the {r['payload_bytes_bitpacked']} "
+                     "bit-packed payload bytes")
+    lines.append("  where the bytes went:")
+    total = r["file_bytes"] or 1
+    for name, size in sorted(r["sections"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"    {name:<28} {size:>12} B  {100 * size / total:6.2f}%")
+    lines.append(f"    {'(HDF5 container overhead)':<28} {r['container_overhead']:>12} B  "
+                 f"{100 * r['container_overhead'] / total:6.2f}%")
+    lines.append("  images per class: " + ", ".join(f"{k} {v}" for k, v in r["images_per_class"].items()))
+    sizes = ", ".join(f"{k} ×{v}" for k, v in r["image_sizes"].items())
+    lines.append(f"  image sizes ({r['distinct_image_sizes']} distinct): {sizes}")
+    for name, sel in r["selections"].items():
+        lines.append(f"  selection {name}: {sel}")
+    if r["provenance"]:
+        params = r["provenance"].get("parameters", {k: v for k, v in r["provenance"].items()
+                                                    if not isinstance(v, (list, dict))})
+        lines.append(f"  parameters: {params}")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""Names, dtypes and version rules of the .dcq v1 container (see ``spec/dcq-v1.md``).
+
+Everything the writer produces and the reader checks is spelled here once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAGIC = "dcq"
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+
+#: Features a reader of this version understands. A file lists the features it needs in
+#: the root attribute ``must_understand``; a reader refuses a file naming any other.
+KNOWN_FEATURES: frozenset[str] = frozenset()
+
+PAYLOAD_ENCODINGS = ("raw", "zstd")
+
+# Root attributes.
+ATTR_MAGIC = "dcq_format"
+ATTR_VERSION = "dcq_version"
+ATTR_MUST_UNDERSTAND = "must_understand"
+ATTR_BITS = "bits"
+ATTR_CHANNELS = "channels"
+ATTR_PALETTE_SIZE = "palette_size"
+ATTR_NUM_SAMPLES = "num_samples"
+ATTR_NUM_CLUSTERS = "num_clusters"
+ATTR_NUM_CLASSES = "num_classes"
+ATTR_PAYLOAD_ENCODING = "payload_encoding"
+ATTR_CREATED_BY = "created_by"
+#: Every dataset carries the CRC-32 (zlib polynomial) of its little-endian bytes.
+ATTR_CRC32 = "crc32"
+
+# Datasets.
+DS_CLASSES = "classes"
+DS_PALETTES = "palettes"
+DS_PAYLOAD = "payload"
+DS_PROVENANCE = "provenance"
+GROUP_SAMPLES = "samples"
+GROUP_SOURCES = "sources"
+GROUP_SELECTIONS = "selections"
+
+#: Per-sample arrays under ``/samples``: name -> little-endian dtype.
+SAMPLE_FIELDS: dict[str, np.dtype] = {
+    "height": np.dtype("<u4"),
+    "width": np.dtype("<u4"),
+    "label": np.dtype("<u4"),
+    "cluster": np.dtype("<u4"),
+    "offset": np.dtype("<u8"),
+    "length": np.dtype("<u8"),
+    "crc32": np.dtype("<u4"),
+}
+
+#: Per-sample arrays under ``/sources`` (optional group).
+SOURCE_FIELDS: dict[str, np.dtype] = {
+    "size": np.dtype("<i8"),  # bytes of the source file, -1 when unknown
+}
+SOURCE_PATH = "path"  # variable-length UTF-8 strings
+
+#: Largest accepted side of one image and largest pixel count (guards allocation).
+MAX_SIDE = 1 << 16
+MAX_PIXELS = 1 << 28
+
+#: Upper bound on how many bytes a zstd frame may ask us to allocate beyond the expected size.
+ZSTD_DEFAULT_LEVEL = 3
+
+
+def packed_size(n_pixels: int, bits: int) -> int:
+    """Bytes one bit-packed index map of ``n_pixels`` pixels at ``bits`` bits occupies."""
+    return (n_pixels * bits + 7) // 8

@@ -1,0 +1,364 @@
+"""Streaming writer of .dcq v1 files.
+
+Samples are appended one at a time; their packed bytes go to a spool file beside the
+target, their small metadata stays in memory (a few dozen bytes per sample). ``close``
+builds the HDF5 container in a second temporary file, copies the payload in bounded
+chunks, writes the checksums, fsyncs and only then renames it onto the target name. An
+exception inside the ``with`` block, or :meth:`DCQWriter.abort`, removes both temporary
+files: a failed write never leaves anything under the target name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zlib
+from array import array
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+import zstandard
+
+from dcqformat._version import __version__
+from dcqformat.codecs.bitpack import pack_indices
+from dcqformat.errors import InvalidArgumentError, WriteError
+from dcqformat.format import layout as L
+
+_COPY_CHUNK = 16 << 20
+
+
+def _crc32(array_: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array_).tobytes()) & 0xFFFFFFFF
+
+
+class DCQWriter:
+    """Write a .dcq file sample by sample.
+
+    Parameters
+    ----------
+    path:
+        Target file. It is created (or replaced) only when the writer closes successfully.
+    bits:
+        Bits per pixel index, 1..8.
+    channels:
+        1 (grey) or 3 (RGB).
+    classes:
+        Class names; a sample's label is a position in this list.
+    palette_size:
+        Colours per palette K, 1..2**bits (default ``2**bits``).
+    payload_encoding:
+        ``"raw"`` (bit-packed bytes, fastest) or ``"zstd"`` (each sample one zstd frame).
+    zstd_level:
+        Compression level when ``payload_encoding="zstd"``.
+
+    Use it as a context manager::
+
+        with DCQWriter("out.dcq", bits=2, channels=3, classes=["cat", "dog"]) as w:
+            w.set_palettes(palettes)             # uint8 [C, K, channels]
+            w.add_sample(indices, cluster=0, label=1)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        bits: int,
+        channels: int,
+        classes: Sequence[str],
+        *,
+        palette_size: int | None = None,
+        payload_encoding: str = "raw",
+        zstd_level: int = L.ZSTD_DEFAULT_LEVEL,
+    ) -> None:
+        if not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= 8:
+            raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
+        if channels not in (1, 3):
+            raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
+        classes = [str(c) for c in classes]
+        if not classes:
+            raise InvalidArgumentError("classes must name at least one class, got an empty list")
+        if len(set(classes)) != len(classes):
+            raise InvalidArgumentError(f"classes must be unique, got {classes!r}")
+        k = (1 << int(bits)) if palette_size is None else palette_size
+        if not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= (1 << int(bits)):
+            raise InvalidArgumentError(
+                f"palette_size must be in 1..{1 << int(bits)} for bits={bits}, got {palette_size!r}"
+            )
+        if payload_encoding not in L.PAYLOAD_ENCODINGS:
+            raise InvalidArgumentError(
+                f"payload_encoding must be one of {L.PAYLOAD_ENCODINGS}, got {payload_encoding!r}"
+            )
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InvalidArgumentError(f"output path {str(self.path)!r} is a directory")
+        if not self.path.parent.exists():
+            raise InvalidArgumentError(
+                f"output folder {str(self.path.parent)!r} does not exist"
+            )
+        self.bits = int(bits)
+        self.channels = int(channels)
+        self.classes = classes
+        self.palette_size = int(k)
+        self.payload_encoding = payload_encoding
+        self._compressor = (
+            zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
+            if payload_encoding == "zstd"
+            else None
+        )
+        self._palettes: np.ndarray | None = None
+        self._provenance: dict[str, Any] = {}
+        self._selections: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+        self._fields = {name: array("Q") for name in L.SAMPLE_FIELDS}
+        self._source_paths: list[str] = []
+        self._source_sizes = array("q")
+        self._any_source = False
+        self._payload_bytes = 0
+        self._payload_crc = 0
+        self._closed = False
+        fd, spool = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".payload.tmp",
+                                     dir=self.path.parent)
+        self._spool_path = Path(spool)
+        self._spool = os.fdopen(fd, "wb")
+
+    # -- building ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._fields["height"])
+
+    def set_palettes(self, palettes: np.ndarray) -> None:
+        """Set the palettes, a uint8 array [C, K, channels] (any time before close)."""
+        self._check_open()
+        pal = np.asarray(palettes)
+        expected = f"[C, {self.palette_size}, {self.channels}]"
+        if pal.dtype != np.uint8:
+            raise InvalidArgumentError(f"palettes must be uint8 {expected}, got dtype {pal.dtype}")
+        if pal.ndim != 3 or pal.shape[1:] != (self.palette_size, self.channels) or pal.shape[0] < 1:
+            raise InvalidArgumentError(f"palettes must have shape {expected}, got {pal.shape}")
+        self._palettes = np.ascontiguousarray(pal)
+
+    def set_provenance(self, mapping: Mapping[str, Any]) -> None:
+        """Record provenance (parameters, seed, model identity, source listing hash, ...).
+
+        The mapping must be JSON-serialisable; it is merged into what was set before.
+        """
+        self._check_open()
+        try:
+            json.dumps(dict(mapping))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"provenance must be JSON-serialisable: {exc}") from exc
+        self._provenance.update(mapping)
+
+    def add_selection(self, name: str, ranking: np.ndarray, selected: np.ndarray,
+                      attrs: Mapping[str, Any]) -> None:
+        """Store a named selection: a best-first ``ranking`` and the ``selected`` set.
+
+        Both are indices into the samples of this file; ``attrs`` (JSON-serialisable)
+        records the method, parameters, seed, model identity and per-class counts.
+        """
+        self._check_open()
+        if not name or "/" in name:
+            raise InvalidArgumentError(f"selection name must be non-empty without '/', got {name!r}")
+        try:
+            json.dumps(dict(attrs))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"selection attrs must be JSON-serialisable: {exc}") from exc
+        self._selections[name] = (
+            np.asarray(ranking, dtype="<i8").ravel(),
+            np.asarray(selected, dtype="<i8").ravel(),
+            dict(attrs),
+        )
+
+    def add_sample(
+        self,
+        indices: np.ndarray,
+        cluster: int,
+        label: int,
+        *,
+        source_path: str | None = None,
+        source_size: int | None = None,
+    ) -> int:
+        """Append one image given as its palette-index map (uint8 [H, W], values < K).
+
+        Returns the sample's position in the file.
+        """
+        self._check_open()
+        idx = np.asarray(indices)
+        if idx.ndim != 2 or idx.shape[0] < 1 or idx.shape[1] < 1:
+            raise InvalidArgumentError(f"indices must be a non-empty 2-D [H, W] array, got shape {idx.shape}")
+        h, w = idx.shape
+        if h > L.MAX_SIDE or w > L.MAX_SIDE or h * w > L.MAX_PIXELS:
+            raise InvalidArgumentError(f"image of {h}x{w} pixels exceeds the format's limits")
+        if idx.dtype != np.uint8:
+            if not np.issubdtype(idx.dtype, np.integer):
+                raise InvalidArgumentError(f"indices must be integers, got dtype {idx.dtype}")
+            if idx.min() < 0 or idx.max() > 255:
+                raise InvalidArgumentError("indices must lie in 0..255")
+            idx = idx.astype(np.uint8)
+        top = int(idx.max())
+        if top >= self.palette_size:
+            raise InvalidArgumentError(
+                f"sample {len(self)}: index {top} is >= palette_size {self.palette_size}"
+            )
+        cluster, label = int(cluster), int(label)
+        if cluster < 0:
+            raise InvalidArgumentError(f"sample {len(self)}: cluster must be >= 0, got {cluster}")
+        if not 0 <= label < len(self.classes):
+            raise InvalidArgumentError(
+                f"sample {len(self)}: label must be in 0..{len(self.classes) - 1}, got {label}"
+            )
+        packed = pack_indices(idx, self.bits).tobytes()
+        stored = self._compressor.compress(packed) if self._compressor is not None else packed
+        self._spool.write(stored)
+        crc = zlib.crc32(stored) & 0xFFFFFFFF
+        f = self._fields
+        f["height"].append(h)
+        f["width"].append(w)
+        f["label"].append(label)
+        f["cluster"].append(cluster)
+        f["offset"].append(self._payload_bytes)
+        f["length"].append(len(stored))
+        f["crc32"].append(crc)
+        self._payload_bytes += len(stored)
+        self._payload_crc = zlib.crc32(stored, self._payload_crc)
+        if source_path is not None or source_size is not None:
+            self._any_source = True
+        self._source_paths.append("" if source_path is None else str(source_path))
+        self._source_sizes.append(-1 if source_size is None else int(source_size))
+        return len(self) - 1
+
+    # -- finishing --------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish the file and move it onto the target name (idempotent)."""
+        if self._closed:
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+
+    def abort(self) -> None:
+        """Discard everything written so far; nothing appears under the target name."""
+        self._closed = True
+        try:
+            self._spool.close()
+        except OSError:
+            pass
+        for tmp in (self._spool_path, getattr(self, "_h5_tmp", None)):
+            if tmp is not None:
+                try:
+                    Path(tmp).unlink()
+                except FileNotFoundError:
+                    pass
+
+    def __enter__(self) -> DCQWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:  # a writer dropped without close() leaves no temp files
+        if not getattr(self, "_closed", True):
+            self.abort()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WriteError(f"writer for {str(self.path)!r} is already closed")
+
+    def _finish(self) -> None:
+        if self._palettes is None:
+            raise WriteError(f"no palettes were set for {str(self.path)!r}; call set_palettes()")
+        n = len(self)
+        num_clusters = self._palettes.shape[0]
+        clusters = np.frombuffer(self._fields["cluster"], dtype=np.uint64)
+        if n and int(clusters.max()) >= num_clusters:
+            bad = int(np.argmax(clusters >= num_clusters))
+            raise WriteError(
+                f"sample {bad} uses cluster {int(clusters[bad])} but only {num_clusters} palettes were set"
+            )
+        for name, (ranking, selected, _) in self._selections.items():
+            for what, arr in (("ranking", ranking), ("selected", selected)):
+                if arr.size and (arr.min() < 0 or arr.max() >= n):
+                    raise WriteError(f"selection {name!r}: {what} holds an index outside 0..{n - 1}")
+        self._spool.flush()
+        os.fsync(self._spool.fileno())
+        self._spool.close()
+        fd, h5_tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._h5_tmp = Path(h5_tmp)
+        with h5py.File(h5_tmp, "w", libver="earliest") as h5:
+            self._write_container(h5, n, num_clusters)
+        with open(h5_tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(h5_tmp, self.path)
+        self._spool_path.unlink()
+
+    def _write_container(self, h5: h5py.File, n: int, num_clusters: int) -> None:
+        a = h5.attrs
+        a[L.ATTR_MAGIC] = L.MAGIC
+        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, L.VERSION_MINOR], dtype="<u4")
+        a.create(L.ATTR_MUST_UNDERSTAND, data=np.array([], dtype=object),
+                 dtype=h5py.string_dtype("utf-8"))
+        a[L.ATTR_BITS] = np.uint8(self.bits)
+        a[L.ATTR_CHANNELS] = np.uint8(self.channels)
+        a[L.ATTR_PALETTE_SIZE] = np.uint16(self.palette_size)
+        a[L.ATTR_NUM_SAMPLES] = np.uint64(n)
+        a[L.ATTR_NUM_CLUSTERS] = np.uint32(num_clusters)
+        a[L.ATTR_NUM_CLASSES] = np.uint32(len(self.classes))
+        a[L.ATTR_PAYLOAD_ENCODING] = self.payload_encoding
+        a[L.ATTR_CREATED_BY] = f"dcqformat {__version__}"
+
+        str_dt = h5py.string_dtype("utf-8")
+        ds = h5.create_dataset(L.DS_CLASSES, data=np.array(self.classes, dtype=object), dtype=str_dt)
+        ds.attrs[L.ATTR_CRC32] = np.uint32(zlib.crc32("\n".join(self.classes).encode()) & 0xFFFFFFFF)
+        palettes = self._palettes if self._palettes is not None else np.zeros((0, 0, 0), np.uint8)
+        self._write_array(h5, L.DS_PALETTES, palettes)
+
+        group = h5.create_group(L.GROUP_SAMPLES)
+        for name, dtype in L.SAMPLE_FIELDS.items():
+            values = np.frombuffer(self._fields[name], dtype=np.uint64).astype(dtype)
+            self._write_array(group, name, values)
+
+        payload = h5.create_dataset(L.DS_PAYLOAD, shape=(self._payload_bytes,), dtype=np.uint8)
+        payload.attrs[L.ATTR_CRC32] = np.uint32(self._payload_crc & 0xFFFFFFFF)
+        with open(self._spool_path, "rb") as spool:
+            pos = 0
+            while chunk := spool.read(_COPY_CHUNK):
+                payload[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                pos += len(chunk)
+
+        if self._any_source:
+            src = h5.create_group(L.GROUP_SOURCES)
+            ds = src.create_dataset(L.SOURCE_PATH, data=np.array(self._source_paths, dtype=object),
+                                    dtype=str_dt)
+            ds.attrs[L.ATTR_CRC32] = np.uint32(
+                zlib.crc32("\n".join(self._source_paths).encode()) & 0xFFFFFFFF)
+            self._write_array(src, "size", np.frombuffer(self._source_sizes, dtype=np.int64).astype("<i8"))
+
+        prov = dict(self._provenance)
+        prov.setdefault("tool", f"dcqformat {__version__}")
+        blob = np.frombuffer(json.dumps(prov, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+        self._write_array(h5, L.DS_PROVENANCE, blob)
+
+        if self._selections:
+            sel_group = h5.create_group(L.GROUP_SELECTIONS)
+            for name, (ranking, selected, attrs) in sorted(self._selections.items()):
+                g = sel_group.create_group(name)
+                self._write_array(g, "ranking", ranking)
+                self._write_array(g, "selected", selected)
+                blob = np.frombuffer(json.dumps(attrs, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+                self._write_array(g, "attrs", blob)
+
+    @staticmethod
+    def _write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
+        values = np.ascontiguousarray(values)
+        ds = group.create_dataset(name, data=values)
+        ds.attrs[L.ATTR_CRC32] = np.uint32(_crc32(values))
