@@ -58,6 +58,10 @@ SOURCE_FIELDS: dict[str, np.dtype] = {
 }
 SOURCE_PATH = "path"  # variable-length UTF-8 strings
 
+#: Per-sample metadata arrays of at least this many entries are written with HDF5's shuffle
+#: and deflate filters (every HDF5 build has both); smaller ones stay contiguous.
+METADATA_DEFLATE_MIN = 64
+
 #: Largest accepted side of one image and largest pixel count (guards allocation).
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28

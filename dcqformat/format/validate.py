@@ -268,7 +268,16 @@ def _read(h5: h5py.File, where: str, file_size: int) -> FileMetadata:
         src = h5[L.GROUP_SOURCES]
         if not isinstance(src, h5py.Group):
             raise StructureError(f"{where}: '/{L.GROUP_SOURCES}' must be a group")
-        source_paths = _strings(src, L.SOURCE_PATH, where, n, sections)
+        blob = _array(src, L.SOURCE_PATH, where, np.dtype("u1"), None, sections)
+        if blob.ndim != 1:
+            raise StructureError(f"{where}: dataset '/sources/path' must be 1-D, found shape {blob.shape}")
+        try:
+            source_paths = blob.tobytes().decode("utf-8").split("\n") if n else []
+        except UnicodeDecodeError as exc:
+            raise StructureError(f"{where}: dataset '/sources/path' is not UTF-8 ({exc})") from None
+        if len(source_paths) != n:
+            raise StructureError(
+                f"{where}: dataset '/sources/path' holds {len(source_paths)} paths, expected {n}")
         source_sizes = _array(src, "size", where, L.SOURCE_FIELDS["size"], (n,), sections)
 
     selections: dict[str, dict[str, Any]] = {}

@@ -32,6 +32,56 @@ from dcqformat.format import layout as L
 _COPY_CHUNK = 16 << 20
 
 
+class _Spool:
+    """One candidate payload being streamed to a temporary file: its bytes, per-sample
+    lengths and CRC-32s, and the running CRC-32 of the whole payload."""
+
+    def __init__(self, encoding: str, target: Path, zstd_level: int) -> None:
+        self.encoding = encoding
+        self.compressor = (
+            zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
+            if encoding == "zstd" else None)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{encoding}.tmp", dir=target.parent)
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.size = 0
+        self.crc = 0
+        self.lengths = array("Q")
+        self.crcs = array("Q")
+
+    def append(self, packed: bytes) -> None:
+        stored = self.compressor.compress(packed) if self.compressor is not None else packed
+        self.file.write(stored)
+        self.lengths.append(len(stored))
+        self.crcs.append(zlib.crc32(stored) & 0xFFFFFFFF)
+        self.size += len(stored)
+        self.crc = zlib.crc32(stored, self.crc)
+
+    def finish(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            pass
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _deflate(n: int) -> dict[str, Any]:
+    """HDF5 shuffle + deflate (built into every HDF5 build) for per-sample metadata arrays;
+    tiny arrays stay contiguous because a chunk index costs more than it saves."""
+    if n < L.METADATA_DEFLATE_MIN:
+        return {}
+    return {"chunks": (min(n, 1 << 20),), "shuffle": True, "compression": "gzip",
+            "compression_opts": 6}
+
+
 def _crc32(array_: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array_).tobytes()) & 0xFFFFFFFF
 
@@ -52,7 +102,9 @@ class DCQWriter:
     palette_size:
         Colours per palette K, 1..2**bits (default ``2**bits``).
     payload_encoding:
-        ``"raw"`` (bit-packed bytes, fastest) or ``"zstd"`` (each sample one zstd frame).
+        ``"raw"`` (bit-packed bytes, fastest), ``"zstd"`` (each sample one zstd frame) or
+        ``"auto"`` (write both, keep the smaller; raw on a tie). After closing,
+        ``payload_encoding`` names the one chosen and ``payload_sizes`` gives both sizes.
     zstd_level:
         Compression level when ``payload_encoding="zstd"``.
 
@@ -88,9 +140,9 @@ class DCQWriter:
             raise InvalidArgumentError(
                 f"palette_size must be in 1..{1 << int(bits)} for bits={bits}, got {palette_size!r}"
             )
-        if payload_encoding not in L.PAYLOAD_ENCODINGS:
+        if payload_encoding not in (*L.PAYLOAD_ENCODINGS, "auto"):
             raise InvalidArgumentError(
-                f"payload_encoding must be one of {L.PAYLOAD_ENCODINGS}, got {payload_encoding!r}"
+                f"payload_encoding must be one of {(*L.PAYLOAD_ENCODINGS, 'auto')}, got {payload_encoding!r}"
             )
         self.path = Path(path)
         if self.path.is_dir():
@@ -104,25 +156,19 @@ class DCQWriter:
         self.classes = classes
         self.palette_size = int(k)
         self.payload_encoding = payload_encoding
-        self._compressor = (
-            zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
-            if payload_encoding == "zstd"
-            else None
-        )
         self._palettes: np.ndarray | None = None
         self._provenance: dict[str, Any] = {}
         self._selections: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
-        self._fields = {name: array("Q") for name in L.SAMPLE_FIELDS}
+        self._fields = {name: array("Q") for name in ("height", "width", "label", "cluster")}
         self._source_paths: list[str] = []
         self._source_sizes = array("q")
         self._any_source = False
-        self._payload_bytes = 0
-        self._payload_crc = 0
         self._closed = False
-        fd, spool = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".payload.tmp",
-                                     dir=self.path.parent)
-        self._spool_path = Path(spool)
-        self._spool = os.fdopen(fd, "wb")
+        self._h5_tmp: Path | None = None
+        encodings = L.PAYLOAD_ENCODINGS if payload_encoding == "auto" else (payload_encoding,)
+        self._spools: list[_Spool] = []
+        for enc in encodings:
+            self._spools.append(_Spool(enc, self.path, zstd_level))
 
     # -- building ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -185,6 +231,9 @@ class DCQWriter:
         Returns the sample's position in the file.
         """
         self._check_open()
+        path_text = "" if source_path is None else str(source_path)
+        if "\n" in path_text:
+            raise InvalidArgumentError(f"sample {len(self)}: source_path must not contain a newline")
         idx = np.asarray(indices)
         if idx.ndim != 2 or idx.shape[0] < 1 or idx.shape[1] < 1:
             raise InvalidArgumentError(f"indices must be a non-empty 2-D [H, W] array, got shape {idx.shape}")
@@ -210,22 +259,16 @@ class DCQWriter:
                 f"sample {len(self)}: label must be in 0..{len(self.classes) - 1}, got {label}"
             )
         packed = pack_indices(idx, self.bits).tobytes()
-        stored = self._compressor.compress(packed) if self._compressor is not None else packed
-        self._spool.write(stored)
-        crc = zlib.crc32(stored) & 0xFFFFFFFF
+        for spool in self._spools:
+            spool.append(packed)
         f = self._fields
         f["height"].append(h)
         f["width"].append(w)
         f["label"].append(label)
         f["cluster"].append(cluster)
-        f["offset"].append(self._payload_bytes)
-        f["length"].append(len(stored))
-        f["crc32"].append(crc)
-        self._payload_bytes += len(stored)
-        self._payload_crc = zlib.crc32(stored, self._payload_crc)
         if source_path is not None or source_size is not None:
             self._any_source = True
-        self._source_paths.append("" if source_path is None else str(source_path))
+        self._source_paths.append(path_text)
         self._source_sizes.append(-1 if source_size is None else int(source_size))
         return len(self) - 1
 
@@ -244,16 +287,13 @@ class DCQWriter:
     def abort(self) -> None:
         """Discard everything written so far; nothing appears under the target name."""
         self._closed = True
-        try:
-            self._spool.close()
-        except OSError:
-            pass
-        for tmp in (self._spool_path, getattr(self, "_h5_tmp", None)):
-            if tmp is not None:
-                try:
-                    Path(tmp).unlink()
-                except FileNotFoundError:
-                    pass
+        for spool in getattr(self, "_spools", []):
+            spool.discard()
+        if getattr(self, "_h5_tmp", None) is not None:
+            try:
+                Path(self._h5_tmp).unlink()  # type: ignore[arg-type]
+            except FileNotFoundError:
+                pass
 
     def __enter__(self) -> DCQWriter:
         return self
@@ -288,20 +328,24 @@ class DCQWriter:
             for what, arr in (("ranking", ranking), ("selected", selected)):
                 if arr.size and (arr.min() < 0 or arr.max() >= n):
                     raise WriteError(f"selection {name!r}: {what} holds an index outside 0..{n - 1}")
-        self._spool.flush()
-        os.fsync(self._spool.fileno())
-        self._spool.close()
+        for spool in self._spools:
+            spool.finish()
+        chosen = min(self._spools, key=lambda sp: (sp.size, sp.encoding != "raw"))
         fd, h5_tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._h5_tmp = Path(h5_tmp)
-        with h5py.File(h5_tmp, "w", libver="earliest") as h5:
-            self._write_container(h5, n, num_clusters)
+        with h5py.File(h5_tmp, "w", libver=("v110", "v110")) as h5:
+            self._write_container(h5, n, num_clusters, chosen)
         with open(h5_tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(h5_tmp, self.path)
-        self._spool_path.unlink()
+        self._h5_tmp = None
+        self.payload_encoding = chosen.encoding
+        self.payload_sizes = {sp.encoding: sp.size for sp in self._spools}
+        for spool in self._spools:
+            spool.discard()
 
-    def _write_container(self, h5: h5py.File, n: int, num_clusters: int) -> None:
+    def _write_container(self, h5: h5py.File, n: int, num_clusters: int, chosen: _Spool) -> None:
         a = h5.attrs
         a[L.ATTR_MAGIC] = L.MAGIC
         a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, L.VERSION_MINOR], dtype="<u4")
@@ -313,7 +357,7 @@ class DCQWriter:
         a[L.ATTR_NUM_SAMPLES] = np.uint64(n)
         a[L.ATTR_NUM_CLUSTERS] = np.uint32(num_clusters)
         a[L.ATTR_NUM_CLASSES] = np.uint32(len(self.classes))
-        a[L.ATTR_PAYLOAD_ENCODING] = self.payload_encoding
+        a[L.ATTR_PAYLOAD_ENCODING] = chosen.encoding
         a[L.ATTR_CREATED_BY] = f"dcqformat {__version__}"
 
         str_dt = h5py.string_dtype("utf-8")
@@ -323,13 +367,17 @@ class DCQWriter:
         self._write_array(h5, L.DS_PALETTES, palettes)
 
         group = h5.create_group(L.GROUP_SAMPLES)
+        lengths = np.frombuffer(chosen.lengths, dtype=np.uint64)
+        offsets = np.zeros_like(lengths)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        columns = {name: np.frombuffer(self._fields[name], dtype=np.uint64) for name in self._fields}
+        columns.update(offset=offsets, length=lengths, crc32=np.frombuffer(chosen.crcs, dtype=np.uint64))
         for name, dtype in L.SAMPLE_FIELDS.items():
-            values = np.frombuffer(self._fields[name], dtype=np.uint64).astype(dtype)
-            self._write_array(group, name, values)
+            self._write_array(group, name, columns[name].astype(dtype), compress=True)
 
-        payload = h5.create_dataset(L.DS_PAYLOAD, shape=(self._payload_bytes,), dtype=np.uint8)
-        payload.attrs[L.ATTR_CRC32] = np.uint32(self._payload_crc & 0xFFFFFFFF)
-        with open(self._spool_path, "rb") as spool:
+        payload = h5.create_dataset(L.DS_PAYLOAD, shape=(chosen.size,), dtype=np.uint8)
+        payload.attrs[L.ATTR_CRC32] = np.uint32(chosen.crc & 0xFFFFFFFF)
+        with open(chosen.path, "rb") as spool:
             pos = 0
             while chunk := spool.read(_COPY_CHUNK):
                 payload[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
@@ -337,11 +385,10 @@ class DCQWriter:
 
         if self._any_source:
             src = h5.create_group(L.GROUP_SOURCES)
-            ds = src.create_dataset(L.SOURCE_PATH, data=np.array(self._source_paths, dtype=object),
-                                    dtype=str_dt)
-            ds.attrs[L.ATTR_CRC32] = np.uint32(
-                zlib.crc32("\n".join(self._source_paths).encode()) & 0xFFFFFFFF)
-            self._write_array(src, "size", np.frombuffer(self._source_sizes, dtype=np.int64).astype("<i8"))
+            blob = np.frombuffer("\n".join(self._source_paths).encode("utf-8"), dtype=np.uint8)
+            self._write_array(src, L.SOURCE_PATH, blob, compress=True)
+            self._write_array(src, "size", np.frombuffer(self._source_sizes, dtype=np.int64).astype("<i8"),
+                              compress=True)
 
         prov = dict(self._provenance)
         prov.setdefault("tool", f"dcqformat {__version__}")
@@ -358,7 +405,7 @@ class DCQWriter:
                 self._write_array(g, "attrs", blob)
 
     @staticmethod
-    def _write_array(group: h5py.Group, name: str, values: np.ndarray) -> None:
+    def _write_array(group: h5py.Group, name: str, values: np.ndarray, compress: bool = False) -> None:
         values = np.ascontiguousarray(values)
-        ds = group.create_dataset(name, data=values)
+        ds = group.create_dataset(name, data=values, **(_deflate(values.shape[0]) if compress else {}))
         ds.attrs[L.ATTR_CRC32] = np.uint32(_crc32(values))
