@@ -1,0 +1,45 @@
+"""Numba codecs of dcqformat: bit packing, palette decode, nearest-colour assignment.
+
+Every public function validates its arguments in Python and then calls an ``@njit`` kernel
+(``cache=True, nogil=True``); the kernels do no bounds checks. Each kernel has a pure-NumPy
+counterpart in :mod:`dcqformat.codecs.reference`, and property tests check that they agree.
+
+Debugging: set the environment variable ``NUMBA_DISABLE_JIT=1`` *before* importing dcqformat to
+turn Numba compilation off; every kernel then runs as plain Python (slowly, but with Python's
+bounds checks and tracebacks, and under pdb).
+
+Public API:
+
+* :func:`packed_size`, :func:`pack_indices`, :func:`unpack_indices`, :func:`padding_is_zero`
+  -- the normative q-bit little-endian layout (see :mod:`dcqformat.codecs.bitpack`);
+* :func:`decode_into`, :func:`decode_many_into` -- unpack + palette gather into uint8 buffers,
+  HWC or planar CHW (see :mod:`dcqformat.codecs.palette`);
+* :func:`nearest_palette_index` -- nearest colour, ties to the lowest index.
+"""
+
+from __future__ import annotations
+
+from dcqformat.codecs.bitpack import (
+    MAX_BITS,
+    MIN_BITS,
+    check_bits,
+    pack_indices,
+    packed_size,
+    padding_is_zero,
+    unpack_indices,
+)
+from dcqformat.codecs.nearest import nearest_palette_index
+from dcqformat.codecs.palette import decode_into, decode_many_into
+
+__all__ = [
+    "MAX_BITS",
+    "MIN_BITS",
+    "check_bits",
+    "decode_into",
+    "decode_many_into",
+    "nearest_palette_index",
+    "pack_indices",
+    "packed_size",
+    "padding_is_zero",
+    "unpack_indices",
+]
