@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from dcqformat.codecs.palette import decode_into, decode_many_into
+from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
 from dcqformat.format.validate import FileMetadata, read_metadata
@@ -54,6 +54,9 @@ class DCQFile:
         self._offsets = m.offset.astype(np.int64)
         self._lengths = m.length.astype(np.int64)
         self._clusters = m.cluster.astype(np.int64)
+        self._crcs = m.crc32.astype(np.int64)
+        # One C-contiguous palette view per cluster, so the hot path does no slicing.
+        self._palette_list = [np.ascontiguousarray(p) for p in m.palettes]
         self._pid: int | None = None
         self._mm: mmap.mmap | None = None
         self._payload: np.ndarray | None = None
@@ -158,9 +161,9 @@ class DCQFile:
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         i = self._index(i)
         m = self._meta
-        out = np.empty((int(m.height[i]), int(m.width[i]), m.channels), dtype=np.uint8)
-        self._decode(i, out, planar=False)
-        return out, int(m.label[i])
+        flat = np.empty(int(self._n_pixels[i]) * m.channels, dtype=np.uint8)
+        self._decode(i, flat, planar=False)
+        return flat.reshape(int(m.height[i]), int(m.width[i]), m.channels), int(m.label[i])
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         for i in range(len(self)):
@@ -213,8 +216,8 @@ class DCQFile:
             if self.check_crc:
                 for j in idx:
                     self._check_sample_crc(int(j), payload)
-            bad = decode_many_into(payload, self._offsets[idx], n_pix, self._clusters[idx],
-                                   m.palettes, m.bits, flat, out_offsets, layout == "chw")
+            bad = _decode_many_kernel(payload, self._offsets[idx], n_pix, self._clusters[idx],
+                                      m.palettes, m.bits, flat, out_offsets, layout == "chw")
             if bad >= 0:
                 raise self._bad_index_error(int(idx[bad]))
             if uniform:
@@ -232,10 +235,12 @@ class DCQFile:
         return [self.decode(int(j), layout) for j in idx]
 
     def _decode(self, i: int, out: np.ndarray, planar: bool) -> None:
-        m = self._meta
+        # Everything the kernel relies on was validated at open (offsets and lengths inside
+        # the payload, cluster < C, raw length == ceil(H*W*q/8)) or is checked here (zstd
+        # frame sizes, ``out`` by the callers), so the raw kernel is called directly.
         packed = self._packed_bytes(i)
-        bad = decode_into(packed, m.bits, int(self._n_pixels[i]), m.palettes[self._clusters[i]],
-                          out.reshape(-1), planar)
+        bad = _decode_kernel(packed, self._meta.bits, self._n_pixels[i],
+                             self._palette_list[self._clusters[i]], out.reshape(-1), planar)
         if bad:
             raise self._bad_index_error(i)
 
@@ -245,10 +250,11 @@ class DCQFile:
             f"{self._meta.palette_size} (payload bytes at offset {int(self._offsets[i])})")
 
     def _packed_bytes(self, i: int) -> np.ndarray:
-        payload = self._payload_view()
-        start, length = int(self._offsets[i]), int(self._lengths[i])
-        stored = payload[start:start + length]
-        if self.check_crc:
+        payload = self._payload if self._pid == os.getpid() else self._payload_view()
+        assert payload is not None
+        start = self._offsets[i]
+        stored = payload[start:start + self._lengths[i]]
+        if self.check_crc and zlib.crc32(stored) != self._crcs[i]:  # type: ignore[arg-type]
             self._check_sample_crc(i, payload)
         if self._meta.payload_encoding == "raw":
             return stored
