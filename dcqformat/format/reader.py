@@ -42,10 +42,13 @@ class DCQFile:
     path:
         The .dcq file.
     check_crc:
-        Check each sample's CRC-32 when it is read (default True; about 0.1 µs per 256 bytes).
+        Check each sample's CRC-32 as it is read (about 0.9 µs per KiB of stored bytes,
+        a third of the decode time of a 224 px image at q = 8). Off by default: memory safety
+        never depends on it (every offset, length and id is validated at open and every index
+        is checked against K), and :meth:`verify` / ``dcqformat verify`` check every checksum.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False) -> None:
         self.path = Path(path)
         self.check_crc = bool(check_crc)
         self._meta: FileMetadata = read_metadata(self.path)
