@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""An independent .dcq v1 reader written from ``spec/dcq-v1.md`` alone.
+
+It uses only h5py, NumPy and zstandard (it never imports dcqformat), so that agreeing with
+the golden vectors and with dcqformat's reader shows the spec is sufficient to decode a
+file. It is deliberately plain: clarity over speed.
+
+Errors are :class:`SpecError` with a ``family`` (the error family names of
+``spec/vectors/README.md``: NotADcqFileError, TruncatedFileError, UnsupportedVersionError,
+StructureError, ChecksumMismatchError, PayloadError) and a ``stage`` ("open", "read" or
+"verify"), so its verdict on the invalid vectors can be compared with what they record.
+
+Usage::
+
+    python tools/independent_reader.py FILE.dcq [...]     # verify and summarise each file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zstandard
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+ZSTD_MAGIC = 0xFD2FB528
+KNOWN_MAJOR = 1
+KNOWN_FEATURES: frozenset[str] = frozenset()  # §9: version 1.0 defines none
+SAMPLE_DTYPES = {  # §4
+    "height": "<u4", "width": "<u4", "label": "<u4", "cluster": "<u4",
+    "offset": "<u8", "length": "<u8", "crc32": "<u4",
+}
+MAX_SIDE = 65536
+MAX_PIXELS = 1 << 28
+
+
+class SpecError(Exception):
+    """A file breaks a rule of the spec. ``family`` names the rule's error family."""
+
+    def __init__(self, family: str, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.family = family
+        self.stage = stage
+
+
+def crc32(data: bytes | np.ndarray) -> int:
+    """§2: the CRC-32 of zlib/PNG, as an unsigned 32-bit value."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def hdf5_eof_address(head: bytes) -> int | None:
+    """The end-of-file address recorded in the HDF5 superblock (HDF5 file format spec,
+    superblock versions 0-3), or None if ``head`` is too short to hold it."""
+    if len(head) < 9:
+        return None
+    version = head[8]
+    if version in (0, 1):
+        if len(head) < 24:
+            return None
+        size_of_offsets = head[13]
+        fixed = 24 + (4 if version == 1 else 0)  # v1 adds indexed-storage K + reserved
+        pos = fixed + 2 * size_of_offsets  # base address, free-space info address
+    elif version in (2, 3):
+        if len(head) < 12:
+            return None
+        size_of_offsets = head[9]
+        pos = 12 + 2 * size_of_offsets  # base address, superblock extension address
+    else:
+        return None
+    if size_of_offsets not in (2, 4, 8) or len(head) < pos + size_of_offsets:
+        return None
+    return int.from_bytes(head[pos:pos + size_of_offsets], "little")
+
+
+def zstd_declared_size(frame: bytes) -> int | None:
+    """Frame_Content_Size of a Zstandard frame header (RFC 8878 §3.1.1.1), None if absent.
+
+    Raises ValueError if ``frame`` does not start with a complete frame header.
+    """
+    if len(frame) < 5 or struct.unpack_from("<I", frame)[0] != ZSTD_MAGIC:
+        raise ValueError("no Zstandard frame magic")
+    fhd = frame[4]
+    fcs_flag, single_segment, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    if fhd & 0x08:
+        raise ValueError("reserved bit set in the frame header descriptor")
+    pos = 5 + (0 if single_segment else 1)  # Window_Descriptor
+    pos += (0, 1, 2, 4)[dict_flag]
+    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
+    if len(frame) < pos + fcs_size:
+        raise ValueError("truncated frame header")
+    if fcs_size == 0:
+        return None
+    value = int.from_bytes(frame[pos:pos + fcs_size], "little")
+    return value + 256 if fcs_size == 2 else value
+
+
+def unpack(packed: bytes, n_pixels: int, bits: int) -> np.ndarray:
+    """§5: little-endian bit stream, pixel p at stream bits [p*q, p*q+q), LSB first."""
+    stream = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), bitorder="little")
+    weights = (1 << np.arange(bits)).astype(np.int64)
+    return stream[:n_pixels * bits].reshape(n_pixels, bits).astype(np.int64) @ weights
+
+
+class IndependentReader:
+    """Open and validate ``path`` (stage "open"); decode with :meth:`sample` (stage "read");
+    check everything with :meth:`verify` (stage "verify")."""
+
+    def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = True) -> None:
+        self.path = str(path)
+        self.check_crc = check_crc
+        try:
+            self._open()
+        except SpecError:
+            raise
+        except Exception as exc:  # anything HDF5/h5py refuses to read: structure is corrupt
+            raise self._err("StructureError", "open", f"unreadable HDF5 data ({type(exc).__name__}: {exc})") from None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _err(self, family: str, stage: str, message: str) -> SpecError:
+        return SpecError(family, stage, f"{self.path}: {message}")
+
+    def _int_attr(self, h5: h5py.File, name: str, lo: int, hi: int) -> int:
+        if name not in h5.attrs:
+            raise self._err("StructureError", "open", f"root attribute {name} missing")
+        value = np.asarray(h5.attrs[name])
+        if value.shape != () or value.dtype.kind not in "iu":
+            raise self._err("StructureError", "open", f"root attribute {name} is not an integer scalar")
+        v = int(value)
+        if not lo <= v <= hi:
+            raise self._err("StructureError", "open", f"root attribute {name} = {v} outside {lo}..{hi}")
+        return v
+
+    def _str_attr(self, h5: h5py.File, name: str) -> str:
+        if name not in h5.attrs:
+            raise self._err("StructureError", "open", f"root attribute {name} missing")
+        value = h5.attrs[name]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str):
+            raise self._err("StructureError", "open", f"root attribute {name} is not a string")
+        return value
+
+    def _dataset(self, h5: h5py.File, path: str, dtype: str | None, shape: tuple[int, ...] | None
+                 ) -> h5py.Dataset:
+        obj = h5.get(path)
+        if not isinstance(obj, h5py.Dataset):
+            raise self._err("StructureError", "open", f"dataset /{path} missing")
+        if dtype is not None and obj.dtype != np.dtype(dtype):
+            raise self._err("StructureError", "open", f"/{path} has dtype {obj.dtype}, not {dtype}")
+        if shape is not None and obj.shape != shape:
+            raise self._err("StructureError", "open", f"/{path} has shape {obj.shape}, not {shape}")
+        if dtype is not None and shape is None and obj.ndim != 1:
+            raise self._err("StructureError", "open", f"/{path} is not 1-D")
+        if "crc32" not in obj.attrs:
+            raise self._err("StructureError", "open", f"/{path} has no crc32 attribute")
+        return obj
+
+    def _checked(self, h5: h5py.File, path: str, dtype: str, shape: tuple[int, ...] | None) -> np.ndarray:
+        ds = self._dataset(h5, path, dtype, shape)
+        values = np.asarray(ds[()])
+        if crc32(values) != int(ds.attrs["crc32"]):
+            raise self._err("ChecksumMismatchError", "open", f"/{path}: CRC-32 differs from its crc32 attribute")
+        return values
+
+    def _json(self, h5: h5py.File, path: str) -> Any:
+        blob = self._checked(h5, path, "u1", None)
+        try:
+            return json.loads(blob.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise self._err("StructureError", "open", f"/{path} is not UTF-8 JSON") from None
+
+    # -- §10: open ---------------------------------------------------------------------
+    def _open(self) -> None:
+        try:
+            size = os.path.getsize(self.path)
+            with open(self.path, "rb") as fh:
+                head = fh.read(4096)
+        except OSError as exc:
+            raise self._err("NotADcqFileError", "open", f"cannot read ({exc})") from None
+        if size == 0 or not head.startswith(HDF5_SIGNATURE):  # §10.1
+            raise self._err("NotADcqFileError", "open", "empty or no HDF5 signature")
+        eof = hdf5_eof_address(head)
+        if eof is None:
+            raise self._err("NotADcqFileError", "open", "no readable HDF5 superblock")
+        if size < eof:  # §10.2
+            raise self._err("TruncatedFileError", "open", f"{size} bytes, the superblock says {eof}")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise self._err("NotADcqFileError", "open", f"HDF5 cannot open it ({exc})") from None
+        with h5:
+            self._read_metadata(h5, size)
+
+    def _read_metadata(self, h5: h5py.File, file_size: int) -> None:
+        if "dcq_format" not in h5.attrs or self._str_attr(h5, "dcq_format") != "dcq":  # §10.1
+            raise self._err("NotADcqFileError", "open", "dcq_format is not 'dcq'")
+        if "dcq_version" not in h5.attrs:
+            raise self._err("StructureError", "open", "dcq_version missing")
+        version = np.asarray(h5.attrs["dcq_version"])
+        if version.shape != (2,) or version.dtype.kind not in "iu":
+            raise self._err("StructureError", "open", "dcq_version is not two integers")
+        if int(version[0]) != KNOWN_MAJOR:  # §10.3
+            raise self._err("UnsupportedVersionError", "open",
+                            f"version {int(version[0])}.{int(version[1])}, this reader reads {KNOWN_MAJOR}.x")
+        if "must_understand" not in h5.attrs:
+            raise self._err("StructureError", "open", "must_understand missing")
+        features = [f.decode() if isinstance(f, bytes) else str(f)
+                    for f in np.asarray(h5.attrs["must_understand"]).ravel()]
+        unknown = sorted(set(features) - KNOWN_FEATURES)
+        if unknown:
+            raise self._err("UnsupportedVersionError", "open", f"unknown must-understand features {unknown}")
+        # §3, §10.4
+        self.bits = q = self._int_attr(h5, "bits", 1, 8)
+        self.channels = ch = self._int_attr(h5, "channels", 1, 3)
+        if ch == 2:
+            raise self._err("StructureError", "open", "channels = 2")
+        self.palette_size = k = self._int_attr(h5, "palette_size", 1, 1 << q)
+        n = self._int_attr(h5, "num_samples", 0, 2**63)
+        c = self._int_attr(h5, "num_clusters", 1, 2**32)
+        num_classes = self._int_attr(h5, "num_classes", 1, 2**32)
+        self.encoding = self._str_attr(h5, "payload_encoding")
+        if self.encoding not in ("raw", "zstd"):
+            raise self._err("StructureError", "open", f"payload_encoding {self.encoding!r}")
+        if n > file_size:  # guard allocations: a sample needs at least one stored byte
+            raise self._err("StructureError", "open", f"num_samples {n} > file size")
+        # §4 datasets
+        ds = self._dataset(h5, "classes", None, (num_classes,))
+        if h5py.check_string_dtype(ds.dtype) is None:
+            raise self._err("StructureError", "open", "/classes is not a string dataset")
+        self.classes = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
+        if crc32("\n".join(self.classes).encode("utf-8")) != int(ds.attrs["crc32"]):
+            raise self._err("ChecksumMismatchError", "open", "/classes: CRC-32 differs")
+        self.palettes = self._checked(h5, "palettes", "u1", (c, k, ch))
+        # Kept as Python ints: no fixed-width overflow in H*W or offset + length.
+        self.samples = {name: [int(v) for v in self._checked(h5, f"samples/{name}", dt, (n,))]
+                        for name, dt in SAMPLE_DTYPES.items()}
+        payload = self._dataset(h5, "payload", "u1", None)
+        dcpl = payload.id.get_create_plist()
+        if (dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_nfilters()
+                or dcpl.get_external_count()):
+            raise self._err("StructureError", "open", "/payload is not contiguous without filters")
+        self.payload_size = int(payload.shape[0])
+        self.payload_crc = int(payload.attrs["crc32"])
+        offset = payload.id.get_offset()
+        if self.payload_size and (offset is None or int(offset) + self.payload_size > file_size):
+            raise self._err("TruncatedFileError", "open", "the payload extends past the end of the file")
+        self.payload = payload[()].tobytes() if self.payload_size else b""
+        self.provenance = self._json(h5, "provenance")
+        if not isinstance(self.provenance, dict):
+            raise self._err("StructureError", "open", "/provenance is not a JSON object")
+        self.source_paths: list[str] | None = None
+        if "sources" in h5:
+            blob = self._checked(h5, "sources/path", "u1", None)
+            try:
+                text = blob.tobytes().decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._err("StructureError", "open", "/sources/path is not UTF-8") from None
+            self.source_paths = text.split("\n") if n else []
+            if len(self.source_paths) != n:
+                raise self._err("StructureError", "open", "/sources/path does not hold N paths")
+            self.source_sizes = self._checked(h5, "sources/size", "<i8", (n,))
+        self.selections: dict[str, dict[str, Any]] = {}
+        for name in h5.get("selections", {}):
+            entry: dict[str, Any] = {}
+            for part in ("ranking", "selected"):
+                arr = self._checked(h5, f"selections/{name}/{part}", "<i8", None)
+                if arr.size and (arr.min() < 0 or arr.max() >= n):  # §10.8
+                    raise self._err("StructureError", "open", f"selection {name} {part} outside 0..N-1")
+                entry[part] = arr
+            entry["attrs"] = self._json(h5, f"selections/{name}/attrs")
+            self.selections[name] = entry
+        self.n = n
+        self._check_samples(num_classes, c)
+
+    def _check_samples(self, num_classes: int, c: int) -> None:  # §10.6
+        s = self.samples
+        h, w = s["height"], s["width"]
+        for i in range(self.n):
+            if not (1 <= h[i] <= MAX_SIDE and 1 <= w[i] <= MAX_SIDE) or h[i] * w[i] > MAX_PIXELS:
+                raise self._err("StructureError", "open", f"sample {i}: size {h[i]}x{w[i]}")
+            if s["label"][i] >= num_classes:
+                raise self._err("StructureError", "open", f"sample {i}: label {s['label'][i]}")
+            if s["cluster"][i] >= c:
+                raise self._err("StructureError", "open", f"sample {i}: cluster {s['cluster'][i]}")
+            off, length = s["offset"][i], s["length"][i]
+            if off + length > self.payload_size:
+                raise self._err("StructureError", "open", f"sample {i}: bytes {off}+{length} past the payload")
+            need = (int(h[i]) * int(w[i]) * self.bits + 7) // 8
+            if self.encoding == "raw" and length != need:
+                raise self._err("StructureError", "open", f"sample {i}: raw length {length} != {need}")
+
+    # -- §7: decoding ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.n
+
+    def packed(self, i: int, *, stage: str = "read", check_crc: bool | None = None) -> bytes:
+        """The packed index map of sample ``i`` (§6), after its checks."""
+        s = self.samples
+        off, length = int(s["offset"][i]), int(s["length"][i])
+        stored = self.payload[off:off + length]
+        if (self.check_crc if check_crc is None else check_crc) and crc32(stored) != int(s["crc32"][i]):
+            raise self._err("ChecksumMismatchError", stage, f"sample {i}: CRC-32 differs")
+        need = (int(s["height"][i]) * int(s["width"][i]) * self.bits + 7) // 8
+        if self.encoding == "raw":
+            return stored
+        try:
+            declared = zstd_declared_size(stored)
+        except ValueError as exc:
+            raise self._err("PayloadError", stage, f"sample {i}: {exc}") from None
+        if declared != need:  # checked before anything is allocated
+            raise self._err("PayloadError", stage, f"sample {i}: frame declares {declared}, needs {need}")
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            raw = dobj.decompress(stored)
+        except zstandard.ZstdError as exc:
+            raise self._err("PayloadError", stage, f"sample {i}: corrupt frame ({exc})") from None
+        if len(raw) != need or not dobj.eof or dobj.unused_data:
+            raise self._err("PayloadError", stage, f"sample {i}: not exactly one frame of {need} bytes")
+        return raw
+
+    def sample(self, i: int, *, stage: str = "read", check_crc: bool | None = None
+               ) -> tuple[np.ndarray, int]:
+        """(pixels uint8 H×W×ch, label) of sample ``i``."""
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        s = self.samples
+        h, w = int(s["height"][i]), int(s["width"][i])
+        idx = unpack(self.packed(i, stage=stage, check_crc=check_crc), h * w, self.bits)
+        if idx.size and int(idx.max()) >= self.palette_size:  # §5, §10.7
+            raise self._err("PayloadError", stage, f"sample {i}: index {int(idx.max())} >= K")
+        pixels = self.palettes[int(s["cluster"][i])][idx].reshape(h, w, self.channels)
+        return pixels.astype(np.uint8), int(s["label"][i])
+
+    # -- §8: verification ----------------------------------------------------------------
+    def verify(self) -> None:
+        if crc32(self.payload) != self.payload_crc:
+            raise self._err("ChecksumMismatchError", "verify", "/payload: CRC-32 differs")
+        s = self.samples
+        for i in range(self.n):
+            n_bits = int(s["height"][i]) * int(s["width"][i]) * self.bits
+            packed = self.packed(i, stage="verify", check_crc=True)
+            if n_bits % 8 and packed[-1] >> (n_bits % 8):
+                raise self._err("StructureError", "verify", f"sample {i}: non-zero padding bits")
+            self.sample(i, stage="verify", check_crc=True)
+
+
+def check(path: str | os.PathLike[str]) -> tuple[str, str] | None:
+    """Open, read every sample and verify; return (family, stage) of the first failure."""
+    try:
+        r = IndependentReader(path)
+        for i in range(len(r)):
+            r.sample(i)
+        r.verify()
+    except SpecError as exc:
+        return exc.family, exc.stage
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print(__doc__)
+        return 1
+    status = 0
+    for p in paths:
+        try:
+            r = IndependentReader(p)
+            for i in range(len(r)):
+                r.sample(i)
+            r.verify()
+        except SpecError as exc:
+            print(f"{p}: {exc.family} at {exc.stage}: {exc}")
+            status = 2
+            continue
+        print(f"{Path(p).name}: OK, {len(r)} samples, q={r.bits}, ch={r.channels}, K={r.palette_size}, "
+              f"{r.palettes.shape[0]} palettes, {r.encoding}, classes {r.classes}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,822 @@
+#!/usr/bin/env python3
+"""Write the golden test vectors of ``spec/vectors/`` (spec/dcq-v1.md §12).
+
+Run once; the outputs are committed and never regenerated::
+
+    python tools/make_vectors.py                 # writes spec/vectors/ (refuses if it exists)
+    python tools/make_vectors.py --append        # adds vectors whose names are not there yet
+
+There is deliberately no ``--force``: the vectors are append-only. To add a vector, add a
+new entry to ``VALID`` or ``INVALID`` under a *new* name and run with ``--append``; files
+that already exist are never touched, only new names are written (and their checksums
+appended to ``SHA256SUMS``, their rows to ``README.md``).
+
+Valid vectors (``valid/<name>.dcq``) are written by the reference writer
+(:class:`dcqformat.DCQWriter`) from index maps generated here with a fixed seed. Beside
+each one, ``<name>.expected.npz`` holds ``pixels_<i>`` (uint8 H×W×ch) and ``labels``,
+computed *independently* of dcqformat's decoder: ``palettes[cluster][indices]`` in NumPy
+from the generated indices. The tool also checks the writer's stored bytes against a
+NumPy ``packbits`` of the same indices before it keeps a vector.
+
+Invalid vectors (``invalid/<name>.dcq.gz``) are hostile files, each with exactly one
+defect, derived from small valid files by editing them with h5py or at the byte level.
+They are gzip-compressed (mtime 0) because an HDF5 .dcq file is at least ~8 KiB, mostly
+zero padding (the global heap alone is 4 KiB), and dozens of them would not fit the
+folder's 200 KB budget; ``gunzip`` gives the file. ``<name>.expected.json`` records
+``error`` (the DcqError subclass name), ``stage`` (``open``: ``DCQFile(path)`` raises;
+``read``: opening succeeds and reading ``sample`` raises; ``verify``: every sample reads,
+``verify()`` raises) and ``reason``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import shutil
+import struct
+import sys
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import zstandard
+
+SEED = 20261122
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "spec" / "vectors"
+
+
+# ---------------------------------------------------------------------------------------
+# Small, spec-level helpers (no dcqformat code: bytes are computed from the spec text)
+# ---------------------------------------------------------------------------------------
+def crc32(data: bytes | np.ndarray) -> int:
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data).tobytes()
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def pack_numpy(indices: np.ndarray, bits: int) -> bytes:
+    """§5: each index's q bits LSB first, concatenated, ``packbits(bitorder="little")``."""
+    flat = np.asarray(indices, dtype=np.uint16).reshape(-1)
+    stream = ((flat[:, None] >> np.arange(bits, dtype=np.uint16)) & 1).astype(np.uint8)
+    return np.packbits(stream.reshape(-1), bitorder="little").tobytes()
+
+
+def rng_for(name: str) -> np.random.Generator:
+    return np.random.default_rng([SEED, zlib.crc32(name.encode())])
+
+
+def zstd_raw_block_frame(content: bytes, declared: int | None, *, block_type: int = 0) -> bytes:
+    """A Zstandard frame (RFC 8878) holding ``content`` as one raw block.
+
+    ``declared``: the Frame_Content_Size to write (8-byte field), or None for none.
+    ``block_type`` 3 writes a reserved (invalid) block type.
+    """
+    magic = struct.pack("<I", 0xFD2FB528)
+    if declared is None:
+        header = bytes([0b00000000, 0x58])  # no FCS, not single-segment; window 2**21 bytes
+    else:
+        header = bytes([0b11000000, 0x58]) + struct.pack("<Q", declared)
+    block = (len(content) << 3) | (block_type << 1) | 1  # last block
+    return magic + header + struct.pack("<I", block)[:3] + content
+
+
+# ---------------------------------------------------------------------------------------
+# Valid vectors
+# ---------------------------------------------------------------------------------------
+@dataclass
+class ValidSpec:
+    name: str
+    bits: int
+    channels: int
+    palette_size: int
+    clusters: int
+    classes: list[str]
+    sizes: list[tuple[int, int]]
+    encoding: str
+    what: str
+    sources: bool = False
+    selection: bool = False
+    smooth: tuple[int, ...] = ()  # samples drawn as smooth ramps (so zstd has work to do)
+    post: Callable[[h5py.File], None] | None = None  # an h5py edit after writing
+
+
+def _future_minor(h5: h5py.File) -> None:
+    """§9: a later minor version may add attributes and datasets a 1.0 reader ignores."""
+    h5.attrs["dcq_version"] = np.array([1, 7], dtype="<u4")
+    h5.attrs["x_future_attribute"] = "ignore me"
+    h5.create_dataset("x_future_dataset", data=np.arange(5, dtype="<u2"))  # no crc32 either
+
+
+VALID: list[ValidSpec] = [
+    ValidSpec("q1_grey_raw", 1, 1, 2, 2, ["zero", "one"],
+              [(1, 1), (3, 5), (8, 8), (2, 9), (5, 1)], "raw",
+              "q=1 grey, K=2, 2 palettes; 1x1, a 5x1 column, sizes that do not fill the last byte"),
+    ValidSpec("q2_rgb_raw_k3_64samples", 2, 3, 3, 3, ["cat", "dog", "eel"],
+              [(1 + i % 4, 1 + (i * 7) % 6) for i in range(64)], "raw",
+              "q=2 RGB, K=3 < 4, 3 palettes, 64 samples: the per-sample arrays are chunked "
+              "with shuffle+deflate (the writer does so from 64 samples); with sources "
+              "(some unknown) and a selection", sources=True, selection=True),
+    ValidSpec("q3_rgb_zstd_k5", 3, 3, 5, 2, ["a", "b"],
+              [(1, 300), (1, 1), (6, 7), (16, 16)], "zstd",
+              "q=3 RGB (indices cross byte boundaries), K=5 < 8, zstd; a very wide 1x300",
+              smooth=(3,)),
+    ValidSpec("q5_grey_raw_k20_version_1_7", 5, 1, 20, 1, ["only"],
+              [(1, 1), (5, 5), (3, 11), (1, 300)], "raw",
+              "q=5 grey, K=20 < 32, one palette, one class; a very wide 1x300. Version 1.7 "
+              "with an unknown root attribute and an unknown dataset /x_future_dataset (no "
+              "crc32): a 1.0 reader must ignore both (§9)", post=_future_minor),
+    ValidSpec("q8_rgb_zstd", 8, 3, 256, 2, ["x", "y", "z"],
+              [(1, 300), (1, 1), (9, 13), (12, 12)], "zstd",
+              "q=8 RGB, K=256, zstd; 1x300 and 1x1; one class never used", smooth=(3,)),
+]
+
+
+def _indices(rng: np.random.Generator, h: int, w: int, k: int, smooth: bool) -> np.ndarray:
+    if smooth:  # a diagonal ramp of runs: compressible
+        yy, xx = np.mgrid[0:h, 0:w]
+        return (((yy + xx) // 3) % k).astype(np.uint8)
+    return rng.integers(0, k, size=(h, w), dtype=np.uint8)
+
+
+def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
+    from dcqformat import DCQWriter  # the reference writer writes the valid vectors
+
+    rng = rng_for(spec.name)
+    palettes = rng.integers(0, 256, size=(spec.clusters, spec.palette_size, spec.channels),
+                            dtype=np.uint8)
+    n = len(spec.sizes)
+    clusters = np.arange(n) % spec.clusters
+    used_classes = 2 if spec.name == "q8_rgb_zstd" else len(spec.classes)  # "z" never used
+    labels = rng.integers(0, used_classes, size=n)
+    maps = [_indices(rng, h, w, spec.palette_size, i in spec.smooth) for i, (h, w) in enumerate(spec.sizes)]
+    for m in maps[:1]:  # make sure the largest index K-1 occurs somewhere
+        m.flat[-1] = spec.palette_size - 1
+    path = folder / f"{spec.name}.dcq"
+    with DCQWriter(path, bits=spec.bits, channels=spec.channels, classes=spec.classes,
+                   palette_size=spec.palette_size, payload_encoding=spec.encoding) as w:
+        w.set_palettes(palettes)
+        w.set_provenance({"purpose": "dcq v1 golden vector", "vector": spec.name, "seed": SEED})
+        for i, m in enumerate(maps):
+            kw: dict[str, Any] = {}
+            if spec.sources:
+                kw = ({"source_path": f"train/{spec.classes[labels[i]]}/img_{i:03d}.png",
+                       "source_size": int(100 + 17 * i)} if i % 5 else {})
+            w.add_sample(m, cluster=int(clusters[i]), label=int(labels[i]), **kw)
+        if spec.selection:
+            ranking = rng.permutation(n)
+            w.add_selection("golden", ranking, np.sort(ranking[: n // 3]),
+                            {"method": "random", "seed": SEED, "fraction": 1 / 3})
+    if spec.post is not None:  # rebuilt by copying, so the edit leaves no free space behind
+        written = path.with_suffix(".tmp")
+        path.rename(written)
+        with h5py.File(written, "r") as src, h5py.File(path, "w", libver=("v110", "v110")) as dst:
+            for key in src.attrs:
+                dst.attrs.create(key, src.attrs[key], dtype=src.attrs.get_id(key).dtype)
+            for key in src:
+                src.copy(src[key], dst, key)
+            spec.post(dst)
+        written.unlink()
+    # Expected pixels, independently of any decoder: palette lookup of the generated indices.
+    expected = {f"pixels_{i}": palettes[clusters[i]][m] for i, m in enumerate(maps)}
+    expected["labels"] = labels.astype(np.int64)
+    _check_writer_bytes(path, spec, maps)
+    write_npz(folder / f"{spec.name}.expected.npz", expected)
+    return {"name": spec.name, "what": spec.what}
+
+
+def _check_writer_bytes(path: Path, spec: ValidSpec, maps: list[np.ndarray]) -> None:
+    """Refuse to keep a vector whose stored bytes differ from an independent packing."""
+    with h5py.File(path, "r") as h5:
+        payload = h5["payload"][()].tobytes()
+        off, ln = h5["samples/offset"][()], h5["samples/length"][()]
+        assert h5.attrs["payload_encoding"] == spec.encoding
+    for i, m in enumerate(maps):
+        stored = payload[int(off[i]):int(off[i]) + int(ln[i])]
+        if spec.encoding == "zstd":
+            stored = zstandard.ZstdDecompressor().decompress(stored)
+        if stored != pack_numpy(m, spec.bits):
+            raise SystemExit(f"{path}: sample {i}: the writer's packed bytes differ from §5")
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Like np.savez_compressed, but byte-deterministic (fixed zip timestamps)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------------------
+# Bases for the invalid vectors
+# ---------------------------------------------------------------------------------------
+BASE_SIZES = [(2, 3), (1, 1), (4, 5)]
+
+
+def write_base(path: Path, encoding: str, *, palette_size: int = 5,
+               maps: list[np.ndarray] | None = None, extras: bool = False) -> list[np.ndarray]:
+    """q=3 RGB, K=5 (< 8), 2 palettes, 2 classes, 3 samples; ``extras`` adds sources and a
+    selection."""
+    from dcqformat import DCQWriter
+
+    rng = rng_for("base")
+    palettes = rng.integers(0, 256, size=(2, palette_size, 3), dtype=np.uint8)
+    if maps is None:
+        maps = [rng.integers(0, 5, size=s, dtype=np.uint8) for s in BASE_SIZES]
+    with DCQWriter(path, bits=3, channels=3, classes=["a", "b"], palette_size=palette_size,
+                   payload_encoding=encoding) as w:
+        w.set_palettes(palettes)
+        w.set_provenance({"purpose": "base of invalid golden vectors", "seed": 1})
+        for i, m in enumerate(maps):
+            kw = {"source_path": f"s/{i}.png", "source_size": 100 + i} if extras else {}
+            w.add_sample(m, cluster=i % 2, label=i % 2, **kw)
+        if extras:
+            w.add_selection("sel", np.array([2, 0, 1]), np.array([0, 2]), {"method": "test"})
+    return maps
+
+
+def write_base_chunked(path: Path) -> None:
+    """64 samples of 1x1, so every per-sample array is chunked with shuffle+deflate."""
+    from dcqformat import DCQWriter
+
+    rng = rng_for("base_chunked")
+    with DCQWriter(path, bits=2, channels=1, classes=["a", "b"], payload_encoding="raw") as w:
+        w.set_palettes(rng.integers(0, 256, size=(2, 4, 1), dtype=np.uint8))
+        for i in range(64):
+            w.add_sample(rng.integers(0, 4, size=(1, 1), dtype=np.uint8), cluster=i % 2,
+                         label=(i // 2) % 2)
+
+
+# --- h5py editing helpers -----------------------------------------------------------------
+def set_values(h5: h5py.File, path: str, values: Any, *, fix_crc: bool = True) -> None:
+    ds = h5[path]
+    arr = np.asarray(values, dtype=ds.dtype).reshape(ds.shape)
+    ds[...] = arr
+    if fix_crc:
+        ds.attrs["crc32"] = np.uint32(crc32(arr))
+
+
+def replace_dataset(h5: h5py.File, path: str, values: np.ndarray, *, fix_crc: bool = True,
+                    crc: int | None = None, **kw: Any) -> None:
+    old_crc = h5[path].attrs.get("crc32") if path in h5 else None
+    if path in h5:
+        del h5[path]
+    ds = h5.create_dataset(path, data=values, **kw)
+    if fix_crc:
+        ds.attrs["crc32"] = np.uint32(crc32(np.asarray(values)) if crc is None else crc)
+    elif old_crc is not None:
+        ds.attrs["crc32"] = old_crc
+
+
+def stored_samples(h5: h5py.File) -> list[bytes]:
+    payload = h5["payload"][()].tobytes()
+    off, ln = h5["samples/offset"][()], h5["samples/length"][()]
+    return [payload[int(o):int(o) + int(n)] for o, n in zip(off, ln, strict=True)]
+
+
+def set_stored(h5: h5py.File, stored: list[bytes]) -> None:
+    """Rewrite the payload from per-sample stored bytes, with every checksum correct."""
+    blob = b"".join(stored)
+    lengths = np.array([len(s) for s in stored], dtype="<u8")
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype("<u8")
+    replace_dataset(h5, "payload", np.frombuffer(blob, dtype=np.uint8))
+    set_values(h5, "samples/offset", offsets)
+    set_values(h5, "samples/length", lengths)
+    set_values(h5, "samples/crc32", np.array([crc32(s) for s in stored], dtype="<u4"))
+
+
+def dataset_file_offset(path: Path, name: str) -> int:
+    """File offset of a dataset's storage (of its first chunk when chunked)."""
+    with h5py.File(path, "r") as h5:
+        ds = h5[name]
+        if ds.chunks is None:
+            return int(ds.id.get_offset())
+        info = ds.id.get_chunk_info(0)
+        return int(info.byte_offset) + int(info.size) // 2  # inside the deflate stream
+
+
+# ---------------------------------------------------------------------------------------
+# Invalid vectors
+# ---------------------------------------------------------------------------------------
+@dataclass
+class InvalidSpec:
+    name: str
+    error: str
+    stage: str
+    reason: str
+    build: Callable[[Path, dict[str, Path]], None]  # (target path, bases) -> writes target
+    sample: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def from_bytes(data_fn: Callable[[dict[str, Path]], bytes]) -> Callable[[Path, dict[str, Path]], None]:
+    def build(target: Path, bases: dict[str, Path]) -> None:
+        target.write_bytes(data_fn(bases))
+    return build
+
+
+def h5_edit(base: str, fn: Callable[[h5py.File], None]) -> Callable[[Path, dict[str, Path]], None]:
+    def build(target: Path, bases: dict[str, Path]) -> None:
+        shutil.copyfile(bases[base], target)
+        with h5py.File(target, "r+") as h5:
+            fn(h5)
+    return build
+
+
+def byte_edit(base: str, fn: Callable[[bytearray, Path], None]) -> Callable[[Path, dict[str, Path]], None]:
+    def build(target: Path, bases: dict[str, Path]) -> None:
+        data = bytearray(bases[base].read_bytes())
+        fn(data, bases[base])
+        target.write_bytes(bytes(data))
+    return build
+
+
+def flip_at_dataset(name: str) -> Callable[[bytearray, Path], None]:
+    def fn(data: bytearray, base_path: Path) -> None:
+        data[dataset_file_offset(base_path, name)] ^= 0xFF
+    return fn
+
+
+def _not_dcq_hdf5(bases: dict[str, Path]) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "x.h5"
+        with h5py.File(p, "w", libver=("v110", "v110")) as h5:
+            h5.attrs["title"] = "an ordinary HDF5 file"
+            h5.create_dataset("images", data=np.arange(12, dtype=np.uint8).reshape(3, 4))
+        return p.read_bytes()
+
+
+def _payload_bit_flip_keeping_indices(h5: h5py.File) -> None:
+    """Change one bit of sample 2 such that every index stays < K and padding stays zero:
+    only the checksums (sample and /payload) reveal it."""
+    stored = stored_samples(h5)
+    s2 = bytearray(stored[2])
+    n_bits = 4 * 5 * 3
+    for bit in range(n_bits):
+        trial = bytearray(s2)
+        trial[bit // 8] ^= 1 << (bit % 8)
+        bits = np.unpackbits(np.frombuffer(bytes(trial), np.uint8), bitorder="little")[:n_bits]
+        if (bits.reshape(-1, 3) @ np.array([1, 2, 4])).max() < 5 and trial != s2:
+            break
+    else:  # pragma: no cover
+        raise SystemExit("no suitable bit")
+    off = int(h5["samples/offset"][2])
+    payload = h5["payload"]
+    payload[off + bit // 8] = trial[bit // 8]  # leaves /payload and /samples/crc32 stale
+
+
+def _set_padding_bit(h5: h5py.File) -> None:
+    stored = stored_samples(h5)
+    s0 = bytearray(stored[0])  # 2x3 pixels at q=3: 18 bits, 6 padding bits in byte 2
+    s0[2] |= 0x80
+    stored[0] = bytes(s0)
+    set_stored(h5, stored)
+
+
+def _zstd_sample(fn: Callable[[bytes, int], bytes], i: int = 2) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        stored = stored_samples(h5)
+        packed = zstandard.ZstdDecompressor().decompress(stored[i])
+        stored[i] = fn(packed, len(packed))
+        set_stored(h5, stored)
+    return edit
+
+
+def _index_ge_k(encoding: str) -> Callable[[Path, dict[str, Path]], None]:
+    """Written with K=8, then declared K=5: sample 1 (1x1) holds index 7, crcs all correct."""
+    def build(target: Path, bases: dict[str, Path]) -> None:
+        rng = rng_for("base")
+        maps = [rng.integers(0, 5, size=s, dtype=np.uint8) for s in BASE_SIZES]
+        maps[1][0, 0] = 7
+        write_base(target, encoding, palette_size=8, maps=maps)
+        with h5py.File(target, "r+") as h5:
+            h5.attrs["palette_size"] = np.uint16(5)
+            replace_dataset(h5, "palettes", h5["palettes"][:, :5, :])
+    return build
+
+
+def _attr(name: str, value: Any, **kw: Any) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        if value is None:
+            del h5.attrs[name]
+        else:
+            h5.attrs.create(name, value, **kw)
+    return edit
+
+
+def _field(path: str, i: int, value: int) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        arr = h5[path][()]
+        arr[i] = value
+        set_values(h5, path, arr)
+    return edit
+
+
+def _stale(path: str, change: Callable[[np.ndarray], None]) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        arr = h5[path][()]
+        change(arr)
+        set_values(h5, path, arr, fix_crc=False)
+    return edit
+
+
+def _xor(i: Any, mask: int) -> Callable[[np.ndarray], None]:
+    def change(arr: np.ndarray) -> None:
+        arr[i] ^= mask
+    return change
+
+
+def _add(i: Any, delta: int) -> Callable[[np.ndarray], None]:
+    def change(arr: np.ndarray) -> None:
+        arr[i] = int(arr[i]) + delta
+    return change
+
+
+def _replace_json(path: str, text: bytes, fix_crc: bool) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        replace_dataset(h5, path, np.frombuffer(text, dtype=np.uint8), fix_crc=fix_crc)
+    return edit
+
+
+def _stale_classes(h5: h5py.File) -> None:
+    h5["classes"][0] = "c"  # same length, crc32 attribute left as it was
+
+
+def _payload_chunked(h5: h5py.File) -> None:
+    data = h5["payload"][()]
+    replace_dataset(h5, "payload", data, chunks=(8,))
+
+
+def _payload_crc_stale(h5: h5py.File) -> None:
+    h5["payload"].attrs["crc32"] = np.uint32(h5["payload"].attrs["crc32"] ^ 0x1)
+
+
+def _drop(path: str) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        del h5[path]
+    return edit
+
+
+def _retype(path: str, dtype: str) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        replace_dataset(h5, path, h5[path][()].astype(dtype))
+    return edit
+
+
+def _lengthen(path: str) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        arr = h5[path][()]
+        replace_dataset(h5, path, np.concatenate([arr, arr[-1:]]))
+    return edit
+
+
+def _selection(part: str, i: int, value: int) -> Callable[[h5py.File], None]:
+    return _field(f"selections/sel/{part}", i, value)
+
+
+def _cut(base: str, where: Callable[[int], int]) -> Callable[[dict[str, Path]], bytes]:
+    def fn(bases: dict[str, Path]) -> bytes:
+        data = bases[base].read_bytes()
+        return data[:where(len(data))]
+    return fn
+
+
+SAMPLE_FIELDS = ["height", "width", "label", "cluster", "offset", "length", "crc32"]
+STR = h5py.string_dtype("utf-8")
+
+INVALID: list[InvalidSpec] = [
+    # --- §10.1 not a .dcq file ---------------------------------------------------------
+    InvalidSpec("empty", "NotADcqFileError", "open", "an empty file (0 bytes)",
+                from_bytes(lambda b: b"")),
+    InvalidSpec("random_bytes", "NotADcqFileError", "open",
+                "256 random bytes: no HDF5 signature",
+                from_bytes(lambda b: b"RND!" + rng_for("random").bytes(252))),
+    InvalidSpec("hdf5_not_dcq", "NotADcqFileError", "open",
+                "a valid HDF5 file without the root attribute dcq_format",
+                from_bytes(_not_dcq_hdf5)),
+    InvalidSpec("wrong_magic", "NotADcqFileError", "open",
+                "dcq_format is 'DCQ', not exactly 'dcq'",
+                h5_edit("raw", _attr("dcq_format", "DCQ"))),
+    # --- §10.2 truncation ---------------------------------------------------------------
+    InvalidSpec("truncated_in_header", "TruncatedFileError", "open",
+                "the raw base cut after 200 bytes (past the superblock)", from_bytes(_cut("raw", lambda n: 200))),
+    InvalidSpec("truncated_in_middle", "TruncatedFileError", "open",
+                "the raw base cut to half its length",
+                from_bytes(_cut("raw", lambda n: n // 2))),
+    InvalidSpec("truncated_one_byte_short", "TruncatedFileError", "open",
+                "the raw base without its last byte", from_bytes(_cut("raw", lambda n: n - 1))),
+    # --- §10.3 versions -----------------------------------------------------------------
+    InvalidSpec("version_2_0", "UnsupportedVersionError", "open",
+                "dcq_version (2, 0): unknown major version",
+                h5_edit("raw", _attr("dcq_version", np.array([2, 0], dtype="<u4")))),
+    InvalidSpec("must_understand_unknown", "UnsupportedVersionError", "open",
+                "must_understand lists 'x-golden-unknown-feature'",
+                h5_edit("raw", _attr("must_understand",
+                                     np.array(["x-golden-unknown-feature"], dtype=object), dtype=STR))),
+    # --- §10.4 attributes and datasets --------------------------------------------------
+    InvalidSpec("bits_9", "StructureError", "open", "bits = 9 (outside 1..8)",
+                h5_edit("raw", _attr("bits", np.uint8(9)))),
+    InvalidSpec("channels_2", "StructureError", "open", "channels = 2 (not 1 or 3)",
+                h5_edit("raw", _attr("channels", np.uint8(2)))),
+    InvalidSpec("palette_size_9_at_q3", "StructureError", "open",
+                "palette_size K = 9 > 2**bits = 8", h5_edit("raw", _attr("palette_size", np.uint16(9)))),
+    InvalidSpec("encoding_unknown", "StructureError", "open", "payload_encoding = 'lz4'",
+                h5_edit("raw", _attr("payload_encoding", "lz4"))),
+    InvalidSpec("missing_attr_bits", "StructureError", "open", "root attribute bits is missing",
+                h5_edit("raw", _attr("bits", None))),
+    InvalidSpec("missing_payload", "StructureError", "open", "dataset /payload is missing",
+                h5_edit("raw", _drop("payload"))),
+    InvalidSpec("height_dtype_u8", "StructureError", "open",
+                "/samples/height stored as <u8, not <u4",
+                h5_edit("raw", _retype("samples/height", "<u8"))),
+    InvalidSpec("num_samples_mismatch", "StructureError", "open",
+                "num_samples = 4 but the per-sample arrays hold 3",
+                h5_edit("raw", _attr("num_samples", np.uint64(4)))),
+    InvalidSpec("payload_chunked", "StructureError", "open",
+                "/payload is chunked (MUST be contiguous)",
+                h5_edit("raw", _payload_chunked)),
+    # --- §10.5 metadata checksums: h5py edits leaving the crc32 attribute stale ---------
+    *[InvalidSpec(f"stale_crc_{name.replace('/', '_')}", "ChecksumMismatchError", "open",
+                  f"{what}; its crc32 attribute left stale", h5_edit(base, fn))
+      for name, what, base, fn in [
+          ("palettes", "one palette colour changed", "raw", _stale("palettes", _xor((0, 0, 0), 0x5A))),
+          ("classes", "class name 'a' changed to 'c'", "raw", _stale_classes),
+          ("samples/height", "zstd: height of sample 2 changed 4 -> 5", "zstd", _stale("samples/height", _add(2, 1))),
+          ("samples/width", "zstd: width of sample 2 changed 5 -> 4", "zstd",
+           _stale("samples/width", _add(2, -1))),
+          ("samples/label", "label of sample 0 changed 0 -> 1", "raw", _stale("samples/label", _xor(0, 1))),
+          ("samples/cluster", "cluster of sample 0 changed 0 -> 1", "raw",
+           _stale("samples/cluster", _xor(0, 1))),
+          ("samples/offset", "offset of sample 2 minus 1 (still in the payload)",
+           "raw", _stale("samples/offset", _add(2, -1))),
+          ("samples/length", "zstd: length of sample 2 minus 1", "zstd",
+           _stale("samples/length", _add(2, -1))),
+          ("samples/crc32", "stored CRC of sample 1 changed", "raw", _stale("samples/crc32", _xor(1, 1))),
+          ("provenance", "provenance seed 1 -> 2 (still valid JSON)", "raw",
+           _stale("provenance", lambda a: a.__setitem__(np.flatnonzero(a == ord("1"))[0], ord("2")))),
+          ("selections/sel/ranking", "selection ranking reversed", "full",
+           _stale("selections/sel/ranking", lambda a: a.__setitem__(slice(None), a[::-1].copy()))),
+      ]],
+    # --- payload checksums ------------------------------------------------------------
+    InvalidSpec("stale_crc_payload", "ChecksumMismatchError", "read",
+                "a payload bit of sample 2 flipped (indices stay < K, padding zero); "
+                "/samples/crc32[2] and the /payload crc32 left stale",
+                h5_edit("raw", _payload_bit_flip_keeping_indices), sample=2),
+    InvalidSpec("sample_crc_wrong", "ChecksumMismatchError", "read",
+                "/samples/crc32[1] wrong (the dataset's own crc32 matches it)",
+                h5_edit("raw", _field("samples/crc32", 1, 0xDEADBEEF)), sample=1),
+    InvalidSpec("payload_crc_attr_wrong", "ChecksumMismatchError", "verify",
+                "the /payload crc32 attribute is wrong, every per-sample CRC is right", h5_edit("raw", _payload_crc_stale)),
+    # --- raw byte flips at each dataset's file offset (64-sample base: per-sample arrays
+    #     are chunked with shuffle+deflate, so a flip corrupts the deflate stream) --------
+    InvalidSpec("flip_payload", "ChecksumMismatchError", "read",
+                "first byte of /payload (in the file) XOR 0xFF",
+                byte_edit("chunked", flip_at_dataset("payload")), sample=0),
+    *[InvalidSpec(f"flip_samples_{name}", "StructureError", "open",
+                  f"a byte inside /samples/{name}'s deflated chunk XOR 0xFF: HDF5 cannot "
+                  "read the dataset",
+                  byte_edit("chunked", flip_at_dataset(f"samples/{name}")))
+      for name in SAMPLE_FIELDS],
+    # --- §10.6 per-sample values (all checksums consistent) ------------------------------
+    InvalidSpec("height_0", "StructureError", "open", "height of sample 0 is 0",
+                h5_edit("raw", _field("samples/height", 0, 0))),
+    InvalidSpec("width_65537", "StructureError", "open", "width of sample 1 is 65537 > 65536",
+                h5_edit("zstd", _field("samples/width", 1, 65537))),
+    InvalidSpec("pixels_over_2_28", "StructureError", "open",
+                "sample 1 is 16385x16385 (> 2**28 pixels)",
+                h5_edit("zstd", lambda h5: (_field("samples/height", 1, 16385)(h5),
+                                            _field("samples/width", 1, 16385)(h5)))),
+    InvalidSpec("label_ge_num_classes", "StructureError", "open", "label of sample 1 is 2 = num_classes",
+                h5_edit("raw", _field("samples/label", 1, 2))),
+    InvalidSpec("cluster_ge_num_clusters", "StructureError", "open",
+                "cluster of sample 1 is 2 = C", h5_edit("raw", _field("samples/cluster", 1, 2))),
+    InvalidSpec("offset_past_payload", "StructureError", "open",
+                "offset of sample 2 = payload size",
+                h5_edit("raw", lambda h5: _field("samples/offset", 2, h5["payload"].shape[0])(h5))),
+    InvalidSpec("offset_2_64_minus_1", "StructureError", "open",
+                "offset of sample 0 is 2**64-1 (offset + length overflows)",
+                h5_edit("raw", _field("samples/offset", 0, 2**64 - 1))),
+    InvalidSpec("length_past_payload", "StructureError", "open",
+                "zstd: length of the last sample plus 1 (past the payload)",
+                h5_edit("zstd", lambda h5: _field("samples/length", 2, int(h5["samples/length"][2]) + 1)(h5))),
+    InvalidSpec("raw_length_mismatch", "StructureError", "open",
+                "raw: length of sample 0 is 2, ceil(2*3*3/8) = 3",
+                h5_edit("raw", _field("samples/length", 0, 2))),
+    InvalidSpec("zstd_huge_content_size", "PayloadError", "read",
+                "sample 2's zstd frame declares 2**40 bytes (check before allocating)",
+                h5_edit("zstd", _zstd_sample(lambda p, n: zstd_raw_block_frame(p, 2**40))), sample=2),
+    InvalidSpec("zstd_wrong_content_size", "PayloadError", "read",
+                "sample 2's zstd frame declares and holds ceil(H*W*q/8)+1 bytes",
+                h5_edit("zstd", _zstd_sample(lambda p, n: zstd_raw_block_frame(p + b"\0", n + 1))),
+                sample=2),
+    InvalidSpec("zstd_no_content_size", "PayloadError", "read",
+                "sample 2's zstd frame does not declare its content size",
+                h5_edit("zstd", _zstd_sample(lambda p, n: zstd_raw_block_frame(p, None))), sample=2),
+    InvalidSpec("zstd_reserved_block_type", "PayloadError", "read",
+                "sample 2's zstd frame has a block of the reserved type 3",
+                h5_edit("zstd", _zstd_sample(lambda p, n: zstd_raw_block_frame(p, n, block_type=3))),
+                sample=2),
+    InvalidSpec("zstd_not_a_frame", "PayloadError", "read",
+                "zstd file, sample 2 holds raw packed bytes (no frame)",
+                h5_edit("zstd", _zstd_sample(lambda p, n: p)), sample=2),
+    # --- §10.7 an index >= K with every checksum correct ------------------------------------
+    InvalidSpec("index_ge_k_raw", "PayloadError", "read",
+                "q=3, K=5: sample 1 (1x1) holds index 7; every CRC is correct",
+                _index_ge_k("raw"), sample=1),
+    InvalidSpec("index_ge_k_zstd", "PayloadError", "read",
+                "as index_ge_k_raw with the zstd encoding", _index_ge_k("zstd"), sample=1),
+    # --- §5 padding ----------------------------------------------------------------------
+    InvalidSpec("padding_nonzero", "StructureError", "verify",
+                "sample 0 (18 bits at q=3) has a non-zero padding bit (decoding MAY ignore it)", h5_edit("raw", _set_padding_bit)),
+    # --- §10.8 selections --------------------------------------------------------------------
+    InvalidSpec("selection_ranking_out_of_range", "StructureError", "open",
+                "selection ranking holds index 3 = N", h5_edit("full", _selection("ranking", 0, 3))),
+    InvalidSpec("selection_selected_negative", "StructureError", "open",
+                "selection selected holds -1", h5_edit("full", _selection("selected", 0, -1))),
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _check_invalid_stage(path: Path, spec: InvalidSpec) -> None:
+    """The vector must fail exactly as recorded with the reference reader (sanity check)."""
+    import dcqformat.errors as E
+    from dcqformat import DCQFile
+
+    want = getattr(E, spec.error)
+    try:
+        f = DCQFile(path, check_crc=True)
+    except E.DcqError as exc:
+        stage, got = "open", exc
+    else:
+        stage, got = "", None
+        try:
+            for i in range(len(f)):
+                try:
+                    f[i]
+                except E.DcqError as exc:
+                    stage, got = "read", exc
+                    if spec.sample is not None and i != spec.sample:
+                        raise SystemExit(f"{spec.name}: failed at sample {i}, expected {spec.sample}") from None
+                    break
+            try:
+                f.verify()
+            except E.DcqError as exc:
+                if got is None:
+                    stage, got = "verify", exc
+                elif type(exc) is not type(got):
+                    raise SystemExit(f"{spec.name}: read raised {type(got).__name__}, verify "
+                                     f"{type(exc).__name__}") from None
+            else:
+                if got is not None:
+                    raise SystemExit(f"{spec.name}: read failed but verify passed")
+        finally:
+            f.close()
+    if stage != spec.stage or type(got) is not want:
+        raise SystemExit(f"{spec.name}: expected {spec.error} at {spec.stage}, got "
+                         f"{type(got).__name__} at {stage or 'nowhere'}: {got}")
+
+
+def generate(out: Path, *, append: bool) -> list[str]:
+    """Write every vector not yet in ``out``; returns the relative paths written."""
+    written: list[str] = []
+    readme_rows: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        stage_dir = tmp / "stage"
+        (stage_dir / "valid").mkdir(parents=True)
+        (stage_dir / "invalid").mkdir(parents=True)
+        for spec in VALID:
+            if append and (out / "valid" / f"{spec.name}.dcq").exists():
+                continue
+            row = write_valid(spec, stage_dir / "valid")
+            readme_rows.append(f"| `valid/{spec.name}.dcq` | decodes to `{spec.name}.expected.npz`; "
+                               f"passes verify | {row['what']} |")
+        bases = {"raw": tmp / "base_raw.dcq", "zstd": tmp / "base_zstd.dcq",
+                 "full": tmp / "base_full.dcq", "chunked": tmp / "base_chunked.dcq"}
+        write_base(bases["raw"], "raw")
+        write_base(bases["zstd"], "zstd")
+        write_base(bases["full"], "raw", extras=True)
+        write_base_chunked(bases["chunked"])
+        for spec in INVALID:
+            if append and (out / "invalid" / f"{spec.name}.dcq.gz").exists():
+                continue
+            target = tmp / f"{spec.name}.dcq"
+            spec.build(target, bases)
+            _check_invalid_stage(target, spec)
+            data = target.read_bytes()
+            (stage_dir / "invalid" / f"{spec.name}.dcq.gz").write_bytes(
+                gzip.compress(data, compresslevel=9, mtime=0))
+            record: dict[str, Any] = {"error": spec.error, "stage": spec.stage, "reason": spec.reason}
+            if spec.sample is not None:
+                record["sample"] = spec.sample
+            record.update(spec.extra)
+            (stage_dir / "invalid" / f"{spec.name}.expected.json").write_text(
+                json.dumps(record, indent=2, sort_keys=True) + "\n")
+            where = {"open": "`DCQFile(path)`", "read": f"reading sample {spec.sample}",
+                     "verify": "`verify()`"}[spec.stage]
+            readme_rows.append(f"| `invalid/{spec.name}.dcq.gz` | **{spec.error}** at {where} | "
+                               f"{spec.reason} |")
+        for sub in ("valid", "invalid"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            for p in sorted((stage_dir / sub).iterdir()):
+                dest = out / sub / p.name
+                if dest.exists():  # never overwrite a vector
+                    raise SystemExit(f"{dest} exists; vectors are append-only")
+                shutil.copyfile(p, dest)
+                written.append(f"{sub}/{p.name}")
+    with open(out / "SHA256SUMS", "a") as fh:
+        for rel in written:
+            fh.write(f"{sha256((out / rel).read_bytes())}  {rel}\n")
+    readme = out / "README.md"
+    if not readme.exists():
+        readme.write_text(README_HEAD)
+    with open(readme, "a") as fh:
+        if append:
+            fh.write("\n")
+        fh.write("\n".join(readme_rows) + "\n")
+    return written
+
+
+README_HEAD = """\
+# Golden vectors of the .dcq format, version 1.0
+
+Written once by `tools/make_vectors.py` (fixed seed) and **never regenerated**: any change
+that alters these bytes or their decoding is a format change (spec/dcq-v1.md §12). New
+vectors are added under new names only (`tools/make_vectors.py --append`). `SHA256SUMS`
+lists every file except this README (`cd spec/vectors && sha256sum -c SHA256SUMS`).
+
+## Valid files: `valid/<name>.dcq`
+
+Written by the reference writer (`dcqformat.DCQWriter`; the `version_1_7` one then copied
+into a new HDF5 file with h5py and edited as its row says). Each decodes to the arrays in
+`<name>.expected.npz`: `pixels_<i>` (uint8 H×W×ch, sample i) and `labels` (int64 [N]).
+These expected pixels were computed from the generated index maps by a palette lookup in
+NumPy (`palettes[cluster][indices]`), not by any .dcq decoder. Every valid file also passes
+a verifier (all checksums, zero padding, every sample decoded).
+
+## Invalid files: `invalid/<name>.dcq.gz`
+
+Hostile files, each with exactly one defect. They are gzip-compressed (`gunzip -k` gives the
+`.dcq` file) only to keep this folder small: the reference writer's smallest file is ~12 KiB,
+mostly zero padding. `<name>.expected.json` holds:
+
+- `error`: the error family a reader must raise, named as in `dcqformat.errors`:
+  `NotADcqFileError` (not a .dcq file at all), `TruncatedFileError`,
+  `UnsupportedVersionError` (major version or must-understand feature), `StructureError`
+  (a missing/ill-typed/out-of-range field, or HDF5 data that cannot be read),
+  `ChecksumMismatchError`, `PayloadError` (a sample's stored bytes cannot be decoded);
+- `stage`: `open` (opening the file, which validates all metadata, must fail), `read`
+  (opening succeeds; reading sample `sample` must fail, and so must a verifier), or
+  `verify` (every sample reads; only a verifier must fail). For `ChecksumMismatchError` at
+  `read` the reader must check each sample's CRC-32 as it reads it (§10.5;
+  `DCQFile(path, check_crc=True)`); a reader that skips that check finds it at `verify`;
+- `reason`: the defect, in words; the error message must name the file.
+
+Unless stated, the invalid files derive from one valid base: q=3 RGB, K=5, two palettes, two
+classes, three samples of 2×3, 1×1 and 4×5 pixels (raw or zstd; sources and a selection
+`sel` where a vector needs them); the `flip_*` files derive from a 64-sample q=2 grey base
+whose per-sample arrays are chunked with shuffle+deflate.
+
+| file | must | what |
+|---|---|---|
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="vectors folder")
+    parser.add_argument("--append", action="store_true",
+                        help="add only vectors whose files do not exist yet; never touch others")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    if out.exists() and not args.append:
+        print(f"{out} exists: golden vectors are written once and never regenerated. "
+              "Add new vectors under new names with --append.", file=sys.stderr)
+        return 1
+    written = generate(out, append=args.append)
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"wrote {len(written)} files to {out} (folder now {total} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
