@@ -1,0 +1,32 @@
+"""torch integration: :class:`DCQDataset` (decode on the fly, single and batched paths),
+:class:`DCQSampler` (resumable distributed sampler) and palette-space colour transforms.
+
+Importing this subpackage imports torch; ``import dcqformat`` alone does not.
+"""
+
+from __future__ import annotations
+
+from dcqformat.torch.dataset import DCQBatch, DCQDataset
+from dcqformat.torch.palette_transforms import (
+    PaletteBrightness,
+    PaletteColorJitter,
+    PaletteCompose,
+    PaletteContrast,
+    PaletteGrayscale,
+    PaletteSaturation,
+    PaletteTransform,
+)
+from dcqformat.torch.sampler import DCQSampler
+
+__all__ = [
+    "DCQBatch",
+    "DCQDataset",
+    "DCQSampler",
+    "PaletteBrightness",
+    "PaletteColorJitter",
+    "PaletteCompose",
+    "PaletteContrast",
+    "PaletteGrayscale",
+    "PaletteSaturation",
+    "PaletteTransform",
+]

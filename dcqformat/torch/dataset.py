@@ -1,0 +1,386 @@
+"""A torch Dataset that decodes .dcq samples on the fly.
+
+:class:`DCQDataset` is a map-style dataset over one ``.dcq`` file or several shards. Samples
+are decoded when requested, straight into the array that becomes the returned tensor:
+
+- ``ds[i]`` decodes one sample (``torch.from_numpy`` of a C×H×W decode: no extra copy);
+- ``ds.__getitems__(indices)``, which torch's DataLoader calls with the whole batch's index
+  list, decodes the batch in one :meth:`DCQFile.decode_batch` call per shard (one Numba call
+  for raw payloads) into one buffer; each sample is a view of it.
+
+With the default collate a DataLoader batch is then stacked as usual (one copy). Passing
+``collate_fn=DCQDataset.collate`` skips that: when every sample of the batch has the same
+size, the decoded buffer itself *is* the batch ``[B, C, H, W]`` (plus a labels tensor), with
+no per-sample work at all::
+
+    ds = DCQDataset("train.dcq")
+    loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=4,
+                        collate_fn=DCQDataset.collate)       # stacked batches, zero copies
+    for images, labels in loader:                            # uint8 [B, C, H, W], int64 [B]
+        ...
+
+``DCQDataset.collate`` falls back to torch's ``default_collate`` whenever the batch is not
+stackable as decoded (mixed sizes, a ``transform``, ``output="pil"``...), so it is always
+safe to pass. The dataset holds no open handle: :class:`DCQFile` memory-maps lazily in each
+process, so the dataset pickles into fork and spawn workers alike.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import operator
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from dcqformat.codecs.bitpack import unpack_indices
+from dcqformat.codecs.palette import decode_into
+from dcqformat.errors import InvalidArgumentError, PayloadError
+from dcqformat.format.reader import DCQFile
+from dcqformat.torch.sampler import DCQSampler
+
+__all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
+
+OUTPUTS = ("tensor", "pil", "numpy")
+PathLike = str | os.PathLike[str]
+
+
+def _resolve(path_or_paths: PathLike | DCQFile | Sequence[PathLike | DCQFile]) -> list[Path | DCQFile]:
+    """Expand a path, a glob, a folder (its ``*.dcq`` files, sorted) or a list of them."""
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        text = os.fspath(path_or_paths)
+        if any(ch in text for ch in "*?["):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise InvalidArgumentError(f"no file matches the pattern {text!r}")
+            return [Path(m) for m in matches]
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(path.glob("*.dcq"))
+            if not found:
+                raise InvalidArgumentError(f"folder {text!r} holds no *.dcq file")
+            return list(found)
+        return [path]
+    if isinstance(path_or_paths, DCQFile):
+        return [path_or_paths]
+    if isinstance(path_or_paths, Sequence):
+        items: list[Path | DCQFile] = [
+            p if isinstance(p, DCQFile) else Path(os.fspath(p)) for p in path_or_paths]
+        if not items:
+            raise InvalidArgumentError("path_or_paths is an empty list; give at least one .dcq file")
+        return items
+    raise InvalidArgumentError(
+        f"path_or_paths must be a path, a glob, a folder or a list of paths, got {type(path_or_paths).__name__}")
+
+
+class DCQBatch(list):  # type: ignore[type-arg]
+    """The list of ``(image, label)`` pairs returned by :meth:`DCQDataset.__getitems__`.
+
+    It is what ``default_collate`` expects; in addition, ``stacked`` holds
+    ``(images uint8 [B, C, H, W], labels int64 [B])`` sharing memory with the items when the
+    batch was decoded into one buffer (same sizes, tensor output, no transforms), else None.
+    """
+
+    stacked: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class DCQDataset(Dataset[tuple[Any, Any]]):
+    """Map-style dataset over one or more ``.dcq`` files, decoding on the fly.
+
+    Parameters
+    ----------
+    path_or_paths:
+        A ``.dcq`` file, a glob (``"train-*.dcq"``), a folder (its ``*.dcq`` files), a list of
+        files, or already opened :class:`DCQFile` objects. Several files form one dataset
+        whose index runs through them in the given (for globs and folders: sorted) order.
+        All must have the same classes and channels.
+    transform:
+        Called on each image (after the palette transform), e.g. torchvision transforms.
+    target_transform:
+        Called on each integer label.
+    output:
+        ``"tensor"`` (uint8 C×H×W torch tensor, default), ``"pil"`` (PIL image, mode L or
+        RGB) or ``"numpy"`` (uint8 H×W×C array).
+    selection, fraction:
+        Restrict to the stored selection ``selection`` of every file, or, with ``fraction``,
+        to the class-balanced nested prefix of its ranking holding that fraction of each file
+        (:meth:`DCQFile.selection_indices`).
+    palette_transform:
+        A callable ``palette_transform(palette) -> palette`` on the sample's cluster palette
+        (uint8 tensor ``[K, channels]``) applied before decoding, e.g.
+        :class:`~dcqformat.torch.palette_transforms.PaletteColorJitter`. If it has
+        ``needs_counts = True`` it is called as ``palette_transform(palette, counts=counts)``
+        with the sample's index histogram (int64 tensor ``[K]``).
+    check_crc:
+        Check every sample's CRC-32 as it is read (see :class:`DCQFile`).
+
+    ``classes``, ``class_to_idx`` and ``targets`` (the label of every sample, a list) are as
+    in torchvision's ImageFolder.
+    """
+
+    def __init__(
+        self,
+        path_or_paths: PathLike | DCQFile | Sequence[PathLike | DCQFile],
+        transform: Callable[[Any], Any] | None = None,
+        target_transform: Callable[[int], Any] | None = None,
+        output: str = "tensor",
+        selection: str | None = None,
+        fraction: float | None = None,
+        palette_transform: Callable[..., torch.Tensor] | None = None,
+        *,
+        check_crc: bool = True,
+    ) -> None:
+        if output not in OUTPUTS:
+            raise InvalidArgumentError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if fraction is not None and selection is None:
+            raise InvalidArgumentError(
+                "fraction needs selection=<name>: it is a fraction of a stored selection's ranking")
+        self.transform = transform
+        self.target_transform = target_transform
+        self.output = output
+        self.selection = selection
+        self.fraction = fraction
+        self.palette_transform = palette_transform
+        files = [p if isinstance(p, DCQFile) else DCQFile(p, check_crc=check_crc)
+                 for p in _resolve(path_or_paths)]
+        first = files[0]
+        for f in files[1:]:
+            if f.classes != first.classes:
+                raise InvalidArgumentError(
+                    f"shards disagree on classes: {str(first.path)!r} has {first.classes}, "
+                    f"{str(f.path)!r} has {f.classes}")
+            if f.channels != first.channels:
+                raise InvalidArgumentError(
+                    f"shards disagree on channels: {str(first.path)!r} has {first.channels}, "
+                    f"{str(f.path)!r} has {f.channels}")
+        self._files = files
+        self.paths = [f.path for f in files]
+        self.classes: list[str] = first.classes
+        self.class_to_idx: dict[str, int] = {c: i for i, c in enumerate(self.classes)}
+        self.channels: int = first.channels
+        sizes = [len(f) for f in files]
+        self._starts = np.zeros(len(files) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self._starts[1:])
+        self._starts_list = self._starts.tolist()
+        labels = np.concatenate([f.labels for f in files]) if files else np.empty(0, np.int64)
+        positions: np.ndarray | None = None
+        if selection is not None:
+            parts = [np.asarray(f.selection_indices(selection, fraction), dtype=np.int64) + start
+                     for f, start in zip(files, self._starts_list, strict=False)]
+            positions = np.concatenate(parts)
+            labels = labels[positions]
+        self._positions = positions
+        self._labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self._targets: list[int] | None = None
+
+    # -- ImageFolder-like metadata ---------------------------------------------------------
+    @property
+    def targets(self) -> list[int]:
+        """The label of every sample, in dataset order."""
+        if self._targets is None:
+            self._targets = self._labels.tolist()
+        return self._targets
+
+    @property
+    def files(self) -> list[DCQFile]:
+        """The underlying shards, in index order."""
+        return list(self._files)
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    def __repr__(self) -> str:
+        extra = f", selection={self.selection!r}" if self.selection else ""
+        if self.fraction is not None:
+            extra += f", fraction={self.fraction}"
+        return (f"DCQDataset({len(self)} samples from {len(self._files)} file(s), "
+                f"classes={len(self.classes)}, output={self.output!r}{extra})")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_targets"] = None  # rebuilt on demand; keeps worker pickles small
+        return state
+
+    # -- index arithmetic ------------------------------------------------------------------
+    def _check_index(self, index: Any) -> int:
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise InvalidArgumentError(
+                f"sample index must be an integer, got {type(index).__name__}") from None
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"sample index {index} out of range for {n} samples")
+        return i
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, sample index inside that shard) of dataset position ``index``."""
+        return self._locate(self._check_index(index))
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        g = int(self._positions[i]) if self._positions is not None else i
+        if len(self._files) == 1:
+            return 0, g
+        k = bisect.bisect_right(self._starts_list, g) - 1
+        return k, g - self._starts_list[k]
+
+    # -- single-sample path ----------------------------------------------------------------
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        """Decode sample ``index``: ``(image, label)`` in the configured output form."""
+        i = self._check_index(index)
+        k, j = self._locate(i)
+        f = self._files[k]
+        layout = "chw" if self.output == "tensor" else "hwc"
+        if self.palette_transform is not None:
+            arr = self._decode_with_palette(f, j, layout)
+        else:
+            arr = f.decode(j, layout)
+        img: Any = self._wrap(arr)
+        target: Any = int(self._labels[i])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+    def _wrap(self, arr: np.ndarray) -> Any:
+        if self.output == "tensor":
+            return torch.from_numpy(arr)
+        if self.output == "numpy":
+            return arr
+        from PIL import Image
+        if arr.shape[2] == 1:
+            return Image.fromarray(arr.reshape(arr.shape[0], arr.shape[1]), mode="L")
+        return Image.fromarray(arr, mode="RGB")
+
+    def decode_with_palette(self, index: int, palette: np.ndarray | torch.Tensor,
+                            layout: str = "chw") -> np.ndarray:
+        """Decode sample ``index`` through ``palette`` (uint8 ``[K, channels]``) instead of its
+        stored cluster palette; returns a new uint8 array (``"chw"`` or ``"hwc"``)."""
+        k, j = self.locate(index)
+        return self._decode_packed(self._files[k], j, palette, layout)
+
+    def _decode_packed(self, f: DCQFile, j: int, palette: np.ndarray | torch.Tensor,
+                       layout: str, packed: np.ndarray | None = None) -> np.ndarray:
+        if layout not in ("chw", "hwc"):
+            raise InvalidArgumentError(f"layout must be 'chw' or 'hwc', got {layout!r}")
+        pal = palette.numpy() if isinstance(palette, torch.Tensor) else np.asarray(palette)
+        pal = np.ascontiguousarray(pal, dtype=np.uint8)
+        h, w, c = f.shape(j)
+        if pal.ndim != 2 or pal.shape[1] != c:
+            raise InvalidArgumentError(
+                f"palette must be uint8 [K, {c}] for {str(f.path)!r}, got shape {pal.shape}")
+        out = np.empty((c, h, w) if layout == "chw" else (h, w, c), dtype=np.uint8)
+        if packed is None:
+            packed = f._packed_bytes(j)
+        bad = decode_into(packed, f.bits, h * w, pal, out, layout == "chw")
+        if bad:
+            raise PayloadError(
+                f"{f.path}: sample {j} holds {bad} palette index(es) >= the palette's {pal.shape[0]} colours")
+        return out
+
+    def _decode_with_palette(self, f: DCQFile, j: int, layout: str) -> np.ndarray:
+        assert self.palette_transform is not None
+        palette = torch.from_numpy(f.palettes[int(f.clusters[j])].copy())
+        packed = f._packed_bytes(j)
+        if getattr(self.palette_transform, "needs_counts", False):
+            h, w, _ = f.shape(j)
+            hist = np.bincount(unpack_indices(packed, h * w, f.bits), minlength=f.palette_size)
+            counts = torch.from_numpy(hist[: f.palette_size].astype(np.int64))
+            new = self.palette_transform(palette, counts=counts)
+        else:
+            new = self.palette_transform(palette)
+        if not isinstance(new, torch.Tensor) or new.dtype != torch.uint8 or tuple(new.shape) != tuple(palette.shape):
+            what = f"{new.dtype} {tuple(new.shape)}" if isinstance(new, torch.Tensor) else type(new).__name__
+            raise InvalidArgumentError(
+                f"palette_transform must return a uint8 tensor {tuple(palette.shape)}, got {what}")
+        return self._decode_packed(f, j, new, layout, packed)
+
+    # -- batched path ----------------------------------------------------------------------
+    def __getitems__(self, indices: Sequence[int]) -> DCQBatch:
+        """Decode a whole batch; DataLoader calls this with the batch's index list.
+
+        Returns a :class:`DCQBatch`: the list of ``(image, label)`` pairs ``default_collate``
+        expects, each image a view of one buffer decoded by a single ``decode_batch`` call per
+        shard. ``transform``/``target_transform`` are applied per sample after the decode;
+        a ``palette_transform`` makes it fall back to per-sample decoding.
+        """
+        if self.palette_transform is not None:
+            return DCQBatch(self[i] for i in indices)
+        n = len(self)
+        try:
+            idx = np.array(indices, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgumentError("indices must be a sequence of integers") from None
+        if idx.size == 0:
+            return DCQBatch()
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.min() < 0 or idx.max() >= n:
+            bad = int(idx[(idx < 0) | (idx >= n)][0])
+            raise IndexError(f"sample index {bad} out of range for {n} samples")
+        layout = "chw" if self.output == "tensor" else "hwc"
+        g = self._positions[idx] if self._positions is not None else idx
+        stack: np.ndarray | None = None
+        items: list[np.ndarray] | None = None
+        if len(self._files) == 1:
+            decoded = self._files[0].decode_batch(g, layout)
+            if isinstance(decoded, np.ndarray):
+                stack = decoded
+            else:
+                items = decoded
+        else:
+            shard = np.searchsorted(self._starts, g, side="right") - 1
+            groups = []
+            for k in np.unique(shard).tolist():
+                sel = np.flatnonzero(shard == k)
+                groups.append((sel, self._files[k].decode_batch(g[sel] - self._starts[k], layout)))
+            if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
+                stack = groups[0][1]
+            elif all(isinstance(d, np.ndarray) for _, d in groups) and \
+                    len({d.shape[1:] for _, d in groups}) == 1:
+                first = groups[0][1]
+                stack = np.empty((idx.size, *first.shape[1:]), dtype=np.uint8)
+                for sel, d in groups:
+                    stack[sel] = d
+            else:
+                items = [np.empty(0, np.uint8)] * idx.size
+                for sel, d in groups:
+                    for t, a in zip(sel.tolist(), d, strict=True):
+                        items[t] = a
+        labels = self._labels[idx]
+        batch_tensor: torch.Tensor | None = None
+        images: Sequence[Any]
+        if stack is not None and self.output == "tensor":
+            batch_tensor = torch.from_numpy(stack)
+            images = batch_tensor.unbind(0)
+        elif stack is not None:
+            images = [self._wrap(a) for a in stack]
+        else:
+            assert items is not None
+            images = [self._wrap(a) for a in items]
+        targets: list[Any] = labels.tolist()
+        if self.transform is not None:
+            images = [self.transform(x) for x in images]
+        if self.target_transform is not None:
+            targets = [self.target_transform(t) for t in targets]
+        out = DCQBatch(zip(images, targets, strict=True))
+        if batch_tensor is not None and self.transform is None and self.target_transform is None:
+            out.stacked = (batch_tensor, torch.from_numpy(labels))
+        return out
+
+    @staticmethod
+    def collate(batch: Sequence[Any]) -> Any:
+        """collate_fn for DataLoader: the already stacked ``(images [B, C, H, W], labels [B])``
+        of a batch decoded into one buffer, without copying; ``default_collate`` otherwise."""
+        stacked = getattr(batch, "stacked", None)
+        if stacked is not None:
+            return [stacked[0], stacked[1]]
+        return default_collate(batch if isinstance(batch, list) else list(batch))

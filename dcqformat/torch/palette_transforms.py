@@ -1,0 +1,308 @@
+"""Colour transforms applied to a sample's K palette entries instead of its H×W pixels.
+
+A decoded pixel is ``palette[index]``, so any *pointwise* colour transform ``t`` satisfies
+``t(decode(indices, palette)) == decode(indices, t(palette))``: transforming the K colours of
+the sample's cluster palette and decoding with the result gives the same image as
+transforming every decoded pixel, at a cost of K instead of H·W. :class:`~dcqformat.torch.
+DCQDataset` does this when given ``palette_transform=``.
+
+The arithmetic follows torchvision's tensor functions for uint8 images step by step (float32
+blend ``ratio * img1 + (1 - ratio) * img2``, clamped to 0..255, truncated back to uint8;
+grey = ``0.2989 R + 0.587 G + 0.114 B`` truncated to uint8), so for the pointwise transforms
+the result equals torchvision's applied to the decoded image **exactly**:
+
+- :func:`adjust_brightness`, :func:`adjust_saturation`, :func:`rgb_to_grayscale` — exact.
+- :func:`adjust_contrast` blends every colour with a grey level ``mean``. torchvision uses the
+  mean grey level of the *image*, which is not pointwise. Here ``center`` chooses it:
+
+  * ``"image"`` (default): the image mean computed from the palette and the index histogram
+    (``counts``; the dataset computes it by unpacking the indices, an extra O(H·W) pass that
+    is still far cheaper than a pixel-space transform). Equal to torchvision's up to float32
+    summation order: a pixel may differ by 1 where the blend lands on an integer boundary.
+  * ``"palette"``: the unweighted mean grey level of the K palette entries. Free, but not the
+    image mean: a palette entry used by one pixel weighs as much as one used by all of them,
+    so results differ from torchvision whenever the colours are used unevenly.
+  * a number in 0..255: a fixed grey level (e.g. ``127.5``), the same for every image.
+
+Hue is not offered (it is pointwise, so it would be exact too, but it is not implemented).
+Random parameters are drawn from the ``generator`` given to the transform, or from torch's
+global generator, which DataLoader seeds differently in every worker.
+
+Every transform takes and returns a palette as a uint8 tensor ``[K, channels]`` (channels 1
+or 3); the random ones accept ``counts`` (int64 ``[K]``, pixels per palette entry) as keyword.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from dcqformat.errors import InvalidArgumentError
+
+__all__ = [
+    "PaletteTransform",
+    "PaletteBrightness",
+    "PaletteContrast",
+    "PaletteSaturation",
+    "PaletteGrayscale",
+    "PaletteColorJitter",
+    "PaletteCompose",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "rgb_to_grayscale",
+]
+
+
+def _check_palette(palette: torch.Tensor) -> torch.Tensor:
+    if not isinstance(palette, torch.Tensor) or palette.dtype != torch.uint8 or palette.ndim != 2 \
+            or palette.shape[1] not in (1, 3):
+        what = (f"{palette.dtype} {tuple(palette.shape)}" if isinstance(palette, torch.Tensor)
+                else type(palette).__name__)
+        raise InvalidArgumentError(f"palette must be a uint8 tensor [K, 1 or 3], got {what}")
+    return palette
+
+
+def _blend(img1: torch.Tensor, img2: torch.Tensor | float, ratio: float) -> torch.Tensor:
+    """``ratio * img1 + (1 - ratio) * img2`` in float32, clamped to 0..255, truncated to uint8."""
+    ratio = float(ratio)
+    return (ratio * img1 + (1.0 - ratio) * img2).clamp(0, 255).to(torch.uint8)
+
+
+def _grey(palette: torch.Tensor) -> torch.Tensor:
+    """Grey level of each RGB entry, uint8 [K, 1] (truncated, like the pixel-space formula)."""
+    r, g, b = palette.unbind(dim=1)
+    return (0.2989 * r + 0.587 * g + 0.114 * b).to(torch.uint8).unsqueeze(1)
+
+
+def adjust_brightness(palette: torch.Tensor, factor: float) -> torch.Tensor:
+    """Multiply every colour by ``factor`` (>= 0); exact w.r.t. the pixel-space transform."""
+    _check_palette(palette)
+    if factor < 0:
+        raise InvalidArgumentError(f"brightness factor must be >= 0, got {factor}")
+    return _blend(palette, torch.zeros_like(palette), factor)
+
+
+def rgb_to_grayscale(palette: torch.Tensor) -> torch.Tensor:
+    """Replace every RGB colour by its grey level, kept as 3 equal channels (1-channel
+    palettes are returned unchanged); exact w.r.t. the pixel-space transform."""
+    _check_palette(palette)
+    if palette.shape[1] == 1:
+        return palette
+    return _grey(palette).expand(-1, 3).contiguous()
+
+
+def adjust_saturation(palette: torch.Tensor, factor: float) -> torch.Tensor:
+    """Blend every colour with its grey level (0: grey, 1: unchanged, >1: more saturated);
+    1-channel palettes are returned unchanged. Exact w.r.t. the pixel-space transform."""
+    _check_palette(palette)
+    if factor < 0:
+        raise InvalidArgumentError(f"saturation factor must be >= 0, got {factor}")
+    if palette.shape[1] == 1:
+        return palette
+    return _blend(palette, _grey(palette), factor)
+
+
+def contrast_center(palette: torch.Tensor, center: str | float = "image",
+                    counts: torch.Tensor | None = None) -> float:
+    """The grey level that :func:`adjust_contrast` blends towards (see the module docstring)."""
+    _check_palette(palette)
+    if not isinstance(center, str):
+        value = float(center)
+        if not 0 <= value <= 255:
+            raise InvalidArgumentError(f"a numeric contrast center must lie in 0..255, got {value}")
+        return value
+    grey = (_grey(palette) if palette.shape[1] == 3 else palette)[:, 0].to(torch.float64)
+    if center == "palette":
+        return float(torch.tensor(float(grey.mean()), dtype=torch.float32))
+    if center == "image":
+        if counts is None:
+            raise InvalidArgumentError(
+                "contrast center 'image' needs counts (pixels per palette entry); pass counts= "
+                "or use center='palette' or a number")
+        c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
+        if c.numel() != grey.numel():
+            raise InvalidArgumentError(
+                f"counts has {c.numel()} entries, the palette {grey.numel()}")
+        total = float(c.sum())
+        if total <= 0:
+            raise InvalidArgumentError("counts must hold at least one pixel")
+        # float64 sum then one rounding to float32: the correctly rounded float32 mean, which
+        # torchvision's float32 reduction matches or misses by an ulp.
+        return float(torch.tensor(float((c * grey).sum()) / total, dtype=torch.float32))
+    raise InvalidArgumentError(f"contrast center must be 'image', 'palette' or a number, got {center!r}")
+
+
+def adjust_contrast(palette: torch.Tensor, factor: float, center: str | float = "image",
+                    counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Blend every colour with the grey level chosen by ``center`` (0: flat grey,
+    1: unchanged). With ``center="image"`` and ``counts`` this is torchvision's contrast up to
+    float32 summation order; see the module docstring for the other choices."""
+    _check_palette(palette)
+    if factor < 0:
+        raise InvalidArgumentError(f"contrast factor must be >= 0, got {factor}")
+    mean = contrast_center(palette, center, counts)
+    return _blend(palette, torch.tensor(mean, dtype=torch.float32), factor)
+
+
+# -- random transforms ------------------------------------------------------------------------
+def _factor_range(value: float | Sequence[float], name: str) -> tuple[float, float] | None:
+    """torchvision's convention: a number v means [max(0, 1 - v), 1 + v]; a pair is (lo, hi)."""
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise InvalidArgumentError(f"{name} must be >= 0, got {value}")
+        lo, hi = max(0.0, 1.0 - float(value)), 1.0 + float(value)
+    else:
+        if len(value) != 2:
+            raise InvalidArgumentError(f"{name} must be a number or a (min, max) pair, got {value!r}")
+        lo, hi = float(value[0]), float(value[1])
+        if not 0 <= lo <= hi:
+            raise InvalidArgumentError(f"{name} range must satisfy 0 <= min <= max, got {value!r}")
+    return None if lo == hi == 1.0 else (lo, hi)
+
+
+def _uniform(lo: float, hi: float, generator: torch.Generator | None) -> float:
+    return float(torch.empty(1).uniform_(lo, hi, generator=generator))
+
+
+class PaletteTransform:
+    """Base class: ``t(palette, counts=None) -> palette`` (uint8 tensors ``[K, channels]``).
+
+    ``needs_counts`` tells :class:`~dcqformat.torch.DCQDataset` to compute the index histogram
+    and pass it as ``counts``; it is False unless a contrast with ``center="image"`` is inside.
+    """
+
+    needs_counts: bool = False
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Transform one palette."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
+        return f"{type(self).__name__}({args})"
+
+
+class PaletteBrightness(PaletteTransform):
+    """Brightness factor drawn uniformly from ``brightness`` (a number v: [1-v, 1+v])."""
+
+    def __init__(self, brightness: float | Sequence[float],
+                 generator: torch.Generator | None = None) -> None:
+        self.range = _factor_range(brightness, "brightness")
+        self.generator = generator
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply a random brightness factor."""
+        if self.range is None:
+            return _check_palette(palette)
+        return adjust_brightness(palette, _uniform(*self.range, self.generator))
+
+
+class PaletteContrast(PaletteTransform):
+    """Contrast factor drawn uniformly from ``contrast``; ``center`` as in :func:`adjust_contrast`."""
+
+    def __init__(self, contrast: float | Sequence[float], center: str | float = "image",
+                 generator: torch.Generator | None = None) -> None:
+        self.range = _factor_range(contrast, "contrast")
+        if isinstance(center, str) and center not in ("image", "palette"):
+            raise InvalidArgumentError(f"center must be 'image', 'palette' or a number, got {center!r}")
+        self.center = center
+        self.needs_counts = center == "image" and self.range is not None
+        self.generator = generator
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply a random contrast factor."""
+        if self.range is None:
+            return _check_palette(palette)
+        return adjust_contrast(palette, _uniform(*self.range, self.generator), self.center, counts)
+
+
+class PaletteSaturation(PaletteTransform):
+    """Saturation factor drawn uniformly from ``saturation`` (identity on grey palettes)."""
+
+    def __init__(self, saturation: float | Sequence[float],
+                 generator: torch.Generator | None = None) -> None:
+        self.range = _factor_range(saturation, "saturation")
+        self.generator = generator
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply a random saturation factor."""
+        if self.range is None:
+            return _check_palette(palette)
+        return adjust_saturation(palette, _uniform(*self.range, self.generator))
+
+
+class PaletteGrayscale(PaletteTransform):
+    """Turn the palette grey (3 equal channels) with probability ``p`` (like RandomGrayscale)."""
+
+    def __init__(self, p: float = 0.1, generator: torch.Generator | None = None) -> None:
+        if not 0 <= p <= 1:
+            raise InvalidArgumentError(f"p must be in [0, 1], got {p}")
+        self.p = float(p)
+        self.generator = generator
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Grey out the palette with probability ``p``."""
+        _check_palette(palette)
+        if float(torch.rand(1, generator=self.generator)) < self.p:
+            return rgb_to_grayscale(palette)
+        return palette
+
+
+class PaletteColorJitter(PaletteTransform):
+    """ColorJitter in palette space: brightness, contrast and saturation factors drawn
+    uniformly (a number v means [max(0, 1-v), 1+v]) and applied in a random order, each step
+    rounding to uint8 as torchvision does. Parameters are drawn in torchvision's order
+    (``randperm(4)``, then brightness, contrast, saturation), so with the same generator state
+    the factors are torchvision's; there is no hue."""
+
+    def __init__(self, brightness: float | Sequence[float] = 0, contrast: float | Sequence[float] = 0,
+                 saturation: float | Sequence[float] = 0, center: str | float = "image",
+                 generator: torch.Generator | None = None) -> None:
+        self.brightness = _factor_range(brightness, "brightness")
+        self.contrast = _factor_range(contrast, "contrast")
+        self.saturation = _factor_range(saturation, "saturation")
+        if isinstance(center, str) and center not in ("image", "palette"):
+            raise InvalidArgumentError(f"center must be 'image', 'palette' or a number, got {center!r}")
+        self.center = center
+        self.needs_counts = center == "image" and self.contrast is not None
+        self.generator = generator
+
+    def get_params(self) -> tuple[list[int], float | None, float | None, float | None]:
+        """Draw (order, brightness, contrast, saturation) for one sample."""
+        g = self.generator
+        order = torch.randperm(4, generator=g).tolist()
+        b = None if self.brightness is None else _uniform(*self.brightness, g)
+        c = None if self.contrast is None else _uniform(*self.contrast, g)
+        s = None if self.saturation is None else _uniform(*self.saturation, g)
+        return order, b, c, s
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply randomly drawn factors in a random order."""
+        _check_palette(palette)
+        order, b, c, s = self.get_params()
+        for op in order:
+            if op == 0 and b is not None:
+                palette = adjust_brightness(palette, b)
+            elif op == 1 and c is not None:
+                palette = adjust_contrast(palette, c, self.center, counts)
+            elif op == 2 and s is not None:
+                palette = adjust_saturation(palette, s)
+        return palette
+
+
+class PaletteCompose(PaletteTransform):
+    """Apply palette transforms in sequence (the same ``counts`` reach each one: they count
+    pixels per palette *entry*, which no palette transform changes)."""
+
+    def __init__(self, transforms: Sequence[Any]) -> None:
+        self.transforms = list(transforms)
+        self.needs_counts = any(getattr(t, "needs_counts", False) for t in self.transforms)
+
+    def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply every transform in order."""
+        for t in self.transforms:
+            palette = t(palette, counts=counts) if getattr(t, "needs_counts", False) else t(palette)
+        return palette
