@@ -6,9 +6,8 @@ import gzip
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from _common import SHARED_DATA  # type: ignore[import-not-found]
+from PIL import Image
 
 
 def fashion_mnist(split: str = "train", root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

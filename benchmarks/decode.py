@@ -64,7 +64,7 @@ def run(sizes: list[int], bits_list: list[int], count: int, workdir: Path) -> li
         t_jpeg = time_per_call(_pil_decode(jpegs), count)
         src = np.zeros((size, size, 3), np.uint8)
         dst = np.empty_like(src)
-        t_copy = time_per_call(lambda i: np.copyto(dst, src), count)
+        t_copy = time_per_call(lambda i, d=dst, s=src: np.copyto(d, s), count)
         for bits in bits_list:
             colours = 1 << bits
             quantized = [_quantize(img, colours) for img in images]
@@ -85,12 +85,12 @@ def run(sizes: list[int], bits_list: list[int], count: int, workdir: Path) -> li
                 row[f"dcq_{enc}_bytes"] = path.stat().st_size / count
                 if enc == "raw":
                     batch = np.arange(256) % count
-                    row["batch_us"] = time_per_call(lambda i, f=f: f.decode_batch(batch, "hwc"), 1) * 1e6 / 256
+                    row["batch_us"] = time_per_call(lambda i, f=f, b=batch: f.decode_batch(b, "hwc"), 1) * 1e6 / 256
                     with h5py.File(path, "r") as h5:
                         ds = h5["payload"]
                         offs, lens = f._offsets, f._lengths
                         row["h5py_us"] = time_per_call(
-                            lambda i: ds[offs[i]:offs[i] + lens[i]], count) * 1e6
+                            lambda i, ds=ds, offs=offs, lens=lens: ds[offs[i]:offs[i] + lens[i]], count) * 1e6
             rows.append(row)
             print(f"  measured {size}px q={bits}", file=sys.stderr)
     return rows

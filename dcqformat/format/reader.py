@@ -283,7 +283,7 @@ class DCQFile:
 
     def _check_sample_crc(self, i: int, payload: np.ndarray) -> None:
         start, length = int(self._offsets[i]), int(self._lengths[i])
-        crc = zlib.crc32(memoryview(payload[start:start + length])) & 0xFFFFFFFF
+        crc = zlib.crc32(payload[start:start + length].data) & 0xFFFFFFFF
         if crc != int(self._meta.crc32[i]):
             raise ChecksumMismatchError(
                 f"{self.path}: sample {i}: payload CRC-32 is {crc:#010x}, "

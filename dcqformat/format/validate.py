@@ -369,7 +369,7 @@ def verify_file(f: DCQFile) -> None:
     crc = 0
     step = 16 << 20
     for start in range(0, m.payload_size, step):
-        crc = zlib.crc32(memoryview(payload[start:start + step]), crc)
+        crc = zlib.crc32(payload[start:start + step].data, crc)
     if (crc & 0xFFFFFFFF) != m.payload_crc32:
         raise ChecksumMismatchError(
             f"{f.path}: dataset '/payload' has CRC-32 {crc & 0xFFFFFFFF:#010x}, the file records {m.payload_crc32:#010x}")
