@@ -1,0 +1,35 @@
+"""The encoder: turns an ImageFolder into a colour-quantized ``.dcq`` file.
+
+This subpackage needs torch (the ``torch`` extra). Its modules each do one job:
+
+- :mod:`.scan`      ImageFolder listing in canonical order, with sizes and a listing hash
+- :mod:`.images`    one image file -> uint8 HWC array (alpha flattening, modes, guards)
+- :mod:`.device`    ``resolve_device("auto" | "cpu" | "cuda" | ...)``
+- :mod:`.model`     the task model: a small residual proxy CNN, checkpoint loading
+- :mod:`.features`  pooled shallow-stage features for chromaticity-aware clustering
+- :mod:`.kmeans`    batched, seeded, weighted k-means (k-means++ init) in torch
+- :mod:`.gradcam`   Grad-CAM++ maps and top-fraction attention masks
+- :mod:`.color`     sRGB <-> CIE LAB (D65) in torch
+- :mod:`.palettes`  per-image and per-cluster LAB palettes
+- :mod:`.refine`    Sobel edge-loss palette refinement (straight-through estimator)
+- :mod:`.assign`    nearest-colour index maps
+- :mod:`.pipeline`  :func:`convert`, the two-pass streaming driver
+- :mod:`.cli_commands` the ``convert``, ``demo`` and ``preview`` subcommands
+
+Import :func:`convert` from :mod:`dcqformat.encode.pipeline` (kept lazy here so that importing
+this package does not import torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["convert", "ConvertSummary"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("convert", "ConvertSummary"):
+        from dcqformat.encode import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'dcqformat.encode' has no attribute {name!r}")

@@ -1,0 +1,84 @@
+"""Grad-CAM++ attention and the attention mask (METHOD.md §1 step 3).
+
+:func:`gradcam_pp` implements the Grad-CAM++ weighting (Chattopadhay et al. 2018, the closed form
+used by pytorch-grad-cam): with activations ``A`` of the last conv block and gradients ``G`` of
+the target class score w.r.t. ``A``,
+
+    alpha = G² / (2 G² + Σ_ij A · G³),   w_k = Σ_ij alpha · relu(G),   cam = relu(Σ_k w_k A_k).
+
+The target is the image's true label (or, for a model whose outputs do not match the dataset's
+classes, its top-1 prediction; the pipeline records which). :func:`upsample_cam` resizes the map
+bilinearly (``align_corners=False``) to the image size; :func:`top_fraction_mask` keeps exactly
+``round(fraction · H · W)`` pixels (at least one) with the highest attention.
+
+Ties at the threshold (flat regions, e.g. where the ReLU zeroes the map) are broken by a seeded
+random draw rather than raster order, so a half-flat map does not select the top half of the image. A map
+that is constant everywhere carries no information: the mask then keeps every pixel and
+:func:`top_fraction_mask` reports it as degenerate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["gradcam_pp", "compute_cams", "upsample_cam", "top_fraction_mask"]
+
+
+def gradcam_pp(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++ maps ``[B, h, w]`` (non-negative) from ``[B, K, h, w]`` activations and grads."""
+    a = activations.detach().float()
+    g = grads.detach().float()
+    g2 = g * g
+    g3 = g2 * g
+    sum_a = a.sum((2, 3), keepdim=True)
+    denom = 2.0 * g2 + sum_a * g3
+    denom = torch.where(denom != 0, denom, torch.ones_like(denom))
+    alpha = torch.where(g != 0, g2 / denom, torch.zeros_like(g))
+    weights = (alpha * F.relu(g)).sum((2, 3), keepdim=True)
+    return F.relu((weights * a).sum(1))
+
+
+def compute_cams(
+    logits: torch.Tensor, last_map: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Grad-CAM++ of ``logits[b, targets[b]]`` w.r.t. ``last_map`` (both from one forward pass)."""
+    score = logits.gather(1, targets.view(-1, 1).to(logits.device)).sum()
+    (grads,) = torch.autograd.grad(score, last_map, retain_graph=False)
+    return gradcam_pp(last_map, grads)
+
+
+def upsample_cam(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[h, w]`` or ``[B, h, w]`` map -> bilinear ``[H, W]`` / ``[B, H, W]``."""
+    squeeze = cam.ndim == 2
+    c = cam[None] if squeeze else cam
+    out = F.interpolate(c[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    return out[0] if squeeze else out
+
+
+def top_fraction_mask(
+    cam: torch.Tensor, fraction: float = 0.5, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, bool]:
+    """Boolean mask (shape of ``cam``) of the ``round(fraction · numel)`` most attended pixels
+    (at least 1), and whether the map was degenerate (constant; then every pixel is kept)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    flat = cam.reshape(-1)
+    n = flat.numel()
+    if n == 0:
+        return torch.zeros_like(cam, dtype=torch.bool), True
+    if not bool(torch.isfinite(flat).all()) or float(flat.max() - flat.min()) <= 0.0:
+        return torch.ones_like(cam, dtype=torch.bool), True
+    keep = min(n, max(1, round(fraction * n)))
+    if keep == n:
+        return torch.ones_like(cam, dtype=torch.bool), False
+    # The keep-th largest value: everything above it is in, ties at it are drawn at random.
+    thresh = torch.kthvalue(flat.cpu(), n - keep + 1).values.to(flat.device)
+    mask = flat > thresh
+    missing = keep - int(mask.sum())
+    if missing > 0:
+        ties = (flat == thresh).nonzero()[:, 0]
+        dev = torch.device("cpu") if generator is None else generator.device
+        pick = torch.randperm(len(ties), generator=generator, device=dev)[:missing].to(flat.device)
+        mask[ties[pick]] = True
+    return mask.view(cam.shape), False

@@ -1,0 +1,492 @@
+"""The task model: where shallow features and attention come from.
+
+Three ways to supply one (see :func:`resolve_task_model`):
+
+1. ``"proxy"`` (default): :func:`train_proxy` trains :class:`ProxyNet`, a small residual CNN,
+   on a bounded low-resolution sample of the dataset itself (a few epochs, seeded, deterministic
+   on the CPU).
+2. A file: a checkpoint written by :func:`save_proxy` (or a bare :class:`ProxyNet` state dict),
+   loaded with ``torch.load(weights_only=True)`` (no code runs); a ``torch.export`` archive
+   (``.pt2``); or a TorchScript archive whose ``forward`` returns the tuple
+   ``(logits, shallow_map, last_map)`` (TorchScript modules cannot take forward hooks, so the
+   intermediate maps must be returned).
+3. Any ``torch.nn.Module`` from Python, wrapped in :class:`TaskModel` with the dotted names of
+   its shallow stage and last conv block (e.g. ``"layer1"`` / ``"layer4"`` for a ResNet).
+
+Every task model sees images resized (bilinear, antialiased, aspect ratio NOT kept so that the
+whole image is seen) to ``input_size``, scaled to [0, 1] and normalised with ``mean``/``std``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcqformat.errors import InvalidArgumentError
+
+__all__ = [
+    "ProxyNet",
+    "TaskModel",
+    "train_proxy",
+    "save_proxy",
+    "load_model",
+    "resolve_task_model",
+    "deterministic",
+    "module_fingerprint",
+]
+
+PROXY_FORMAT = "dcqformat-proxy-v1"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# ----------------------------------------------------------------------------- architecture
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with batch norm and an identity (or 1x1) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x))
+
+
+class ProxyNet(nn.Module):
+    """A small ResNet: stem, ``stage1`` (shallow features), ``stage2``, ``last_block``
+    (Grad-CAM++ target), global average pool, linear classifier.
+
+    With the default widths (16, 32, 64) it has ~0.1 M parameters; at 32x32 input the
+    ``last_block`` map is 8x8.
+    """
+
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 10, widths: Sequence[int] = (16, 32, 64)
+    ) -> None:
+        super().__init__()
+        w0, w1, w2 = (int(w) for w in widths)
+        self.in_channels = int(in_channels)
+        self.config: dict[str, Any] = {"in_channels": int(in_channels), "num_classes": int(num_classes),
+                       "widths": [w0, w1, w2]}
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, w0, 3, 1, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU()
+        )
+        self.stage1 = BasicBlock(w0, w0)
+        self.stage2 = BasicBlock(w0, w1, stride=2)
+        self.last_block = BasicBlock(w1, w2, stride=2)
+        self.fc = nn.Linear(w2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.last_block(self.stage2(self.stage1(self.stem(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+# ----------------------------------------------------------------------------- task model
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes), for provenance."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        c = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{c.dtype}|{tuple(c.shape)}\n".encode())
+        h.update(c.reshape(-1).view(torch.uint8).numpy().tobytes() if c.numel() else b"")
+    return h.hexdigest()
+
+
+def _get_submodule(module: nn.Module, name: str) -> nn.Module:
+    try:
+        return module.get_submodule(name)
+    except AttributeError as e:
+        names = [n for n, _ in module.named_modules() if n]
+        shown = ", ".join(names[:40]) + (", ..." if len(names) > 40 else "")
+        raise InvalidArgumentError(
+            f"the model has no submodule {name!r}; its submodules are: {shown}"
+        ) from e
+
+
+@dataclass
+class TaskModel:
+    """A classifier plus what the encoder needs to know to use it.
+
+    ``shallow`` / ``last``: dotted submodule names of the shallow stage (clustering features) and
+    the last conv block (Grad-CAM++). ``returns_maps``: the module's forward itself returns
+    ``(logits, shallow_map, last_map)`` (the TorchScript convention; names are then unused).
+    ``input_size``: (H, W) every image is resized to. ``mean``/``std``: per-channel
+    normalisation of [0, 1] inputs (one value per model input channel). ``in_channels``: 1 or 3;
+    images with the other count are converted (grey replicated, or colour -> luma).
+    ``identity``: provenance (kind, fingerprint, ...).
+    """
+
+    module: nn.Module
+    shallow: str = "stage1"
+    last: str = "last_block"
+    input_size: tuple[int, int] = (32, 32)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    in_channels: int = 3
+    returns_maps: bool = False
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.returns_maps:
+            _get_submodule(self.module, self.shallow)
+            _get_submodule(self.module, self.last)
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise InvalidArgumentError(
+                f"mean/std need {self.in_channels} value(s) each, got {self.mean!r} / {self.std!r}"
+            )
+        if not self.identity:
+            self.identity = {
+                "kind": "module",
+                "class": f"{type(self.module).__module__}.{type(self.module).__qualname__}",
+                "sha256": module_fingerprint(self.module),
+            }
+
+    def to(self, device: torch.device) -> TaskModel:
+        self.module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.module.parameters():
+            return p.device
+        for b in self.module.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float ``[B, C, H, W]`` -> normalised model input at ``input_size``."""
+        x = images.to(self.device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        c = x.shape[1]
+        if c != self.in_channels:
+            if c == 1:
+                x = x.expand(-1, self.in_channels, -1, -1)
+            elif c == 3 and self.in_channels == 1:
+                w = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
+                x = (x * w).sum(1, keepdim=True)
+            else:
+                raise InvalidArgumentError(f"model takes {self.in_channels} channels, got {c}")
+        if tuple(x.shape[-2:]) != tuple(self.input_size):
+            x = F.interpolate(
+                x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
+            )
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    @contextmanager
+    def _hooks(self, store: dict[str, torch.Tensor]) -> Iterator[None]:
+        handles = []
+        for key, name in (("shallow", self.shallow), ("last", self.last)):
+            mod = _get_submodule(self.module, name)
+
+            def hook(_m: nn.Module, _i: Any, out: Any, key: str = key) -> None:
+                store[key] = out[0] if isinstance(out, (tuple, list)) else out
+
+            handles.append(mod.register_forward_hook(hook))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the model on a prepared batch: ``(logits, shallow_map, last_map)``."""
+        if self.returns_maps:
+            out = self.module(x)
+            if not (isinstance(out, (tuple, list)) and len(out) == 3):
+                raise InvalidArgumentError(
+                    "a TorchScript task model must return (logits, shallow_map, last_map)"
+                )
+            return out[0], out[1], out[2]
+        store: dict[str, torch.Tensor] = {}
+        with self._hooks(store):
+            logits = self.module(x)
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        missing = [k for k in ("shallow", "last") if k not in store]
+        if missing:
+            raise InvalidArgumentError(f"the model's forward never called its {missing} block(s)")
+        return logits, store["shallow"], store["last"]
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+@contextmanager
+def deterministic(seed: int) -> Iterator[None]:
+    """Seed torch and switch on deterministic algorithms for the duration; restores the flags."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    prev_cudnn_det = torch.backends.cudnn.deterministic
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+        torch.backends.cudnn.deterministic = prev_cudnn_det
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_proxy(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    epochs: int = 4,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    widths: Sequence[int] = (16, 32, 64),
+    progress: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TaskModel:
+    """Train a :class:`ProxyNet` on ``images`` (uint8 ``[N, C, r, r]``, all the same size) and
+    ``labels`` (``[N]`` int); return it as an eval-mode :class:`TaskModel` with
+    ``input_size = (r, r)``.
+
+    AdamW (weight decay 1e-4) with a cosine learning-rate schedule, random horizontal flips and
+    random shifts of up to r/8 pixels (one shift per batch, reflect padding). All randomness comes from ``seed``; on
+    the CPU the result is bit-for-bit reproducible.
+    """
+    if images.ndim != 4 or images.dtype != torch.uint8:
+        raise InvalidArgumentError(f"images must be uint8 [N, C, H, W], got {images.dtype} "
+                                   f"{tuple(images.shape)}")
+    if len(images) != len(labels) or len(images) == 0:
+        raise InvalidArgumentError("train_proxy needs as many labels as images, and at least one")
+    if epochs < 0:
+        raise InvalidArgumentError(f"epochs must be >= 0, got {epochs}")
+    dev = torch.device(device)
+    n, c, h, w = images.shape
+    x01 = images.float() / 255.0
+    mean = tuple(float(v) for v in x01.mean((0, 2, 3)))
+    std = tuple(max(float(v), 1e-3) for v in x01.std((0, 2, 3)))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the global RNG
+        torch.manual_seed(seed)
+        net = ProxyNet(c, num_classes, widths)
+    net.to(dev)
+    task = TaskModel(net, "stage1", "last_block", (h, w), mean, std, c, identity={"kind": "proxy"})
+    labels = labels.to(torch.long)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = max(1, epochs * steps_per_epoch)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+    )
+    pad = max(1, h // 8)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="train proxy", unit="step", disable=not progress, leave=False)
+    net.train()
+    try:
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            running = 0.0
+            for s in range(steps_per_epoch):
+                idx = order[s * batch_size : (s + 1) * batch_size]
+                xb = x01[idx]
+                flip = torch.rand(len(idx), generator=gen) < 0.5
+                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+                dy, dx = torch.randint(-pad, pad + 1, (2,), generator=gen).tolist()
+                xb = F.pad(xb, (pad, pad, pad, pad), mode="reflect" if min(h, w) > pad else "replicate")
+                xb = xb[:, :, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+                xb = task.prepare(xb.to(dev))
+                loss = F.cross_entropy(net(xb), labels[idx].to(dev))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += float(loss.detach())
+                bar.update(1)
+            if on_epoch is not None:
+                on_epoch(epoch, running / steps_per_epoch)
+            bar.set_postfix(loss=f"{running / max(1, steps_per_epoch):.3f}")
+    finally:
+        bar.close()
+    net.eval()
+    task.identity = {
+        "kind": "proxy",
+        "architecture": "ProxyNet",
+        "config": dict(net.config),
+        "input_size": [h, w],
+        "epochs": epochs,
+        "train_images": n,
+        "seed": seed,
+        "sha256": module_fingerprint(net),
+    }
+    return task
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_proxy(task: TaskModel, path: str | os.PathLike[str]) -> None:
+    """Write a :class:`ProxyNet` task model as a ``torch.load(weights_only=True)``-safe dict."""
+    if not isinstance(task.module, ProxyNet):
+        raise InvalidArgumentError("save_proxy only saves ProxyNet task models")
+    torch.save(
+        {
+            "format": PROXY_FORMAT,
+            "config": dict(task.module.config),
+            "input_size": list(task.input_size),
+            "mean": list(task.mean),
+            "std": list(task.std),
+            "state_dict": {k: v.detach().cpu() for k, v in task.module.state_dict().items()},
+        },
+        os.fspath(path),
+    )
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _proxy_from_state_dict(sd: dict[str, Any]) -> ProxyNet:
+    try:
+        w0, c_in = sd["stem.0.weight"].shape[:2]
+        w1 = sd["stage2.conv1.weight"].shape[0]
+        w2 = sd["fc.weight"].shape[1]
+        nc = sd["fc.weight"].shape[0]
+    except (KeyError, AttributeError, IndexError) as e:
+        raise InvalidArgumentError(
+            "the checkpoint is a state dict but not one of dcqformat's ProxyNet; for another "
+            "architecture build the module in Python and pass "
+            "TaskModel(module, shallow=..., last=...) to convert()"
+        ) from e
+    net = ProxyNet(int(c_in), int(nc), (int(w0), int(w1), int(w2)))
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError as e:
+        raise InvalidArgumentError(f"the ProxyNet state dict does not load: {e}") from e
+    return net
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    shallow: str = "stage1",
+    last: str = "last_block",
+    input_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    in_channels: int | None = None,
+    map_location: torch.device | str = "cpu",
+) -> TaskModel:
+    """Load a task model from a file (see the module docstring for the accepted kinds).
+
+    ``input_size``/``mean``/``std``/``in_channels`` override what the file says; files that say
+    nothing default to 32x32 input, 3 channels and ImageNet normalisation.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidArgumentError(f"model file {str(p)!r} does not exist")
+    digest = _file_sha256(p)
+    ident: dict[str, Any] = {"path": str(p), "file_sha256": digest}
+    names: list[str] = []
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    is_export = any(n.endswith("serialized_exported_program.json") or "/models/" in n for n in names)
+    is_script = any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+    def finish(module: nn.Module, kind: str, returns_maps: bool = False,
+               size: Sequence[int] | None = None, m: Sequence[float] | None = None,
+               s: Sequence[float] | None = None, c: int | None = None) -> TaskModel:
+        ch = in_channels or c or 3
+        mm = tuple(mean or m or (IMAGENET_MEAN if ch == 3 else (0.5,)))
+        ss = tuple(std or s or (IMAGENET_STD if ch == 3 else (0.25,)))
+        sz = input_size or size or (32, 32)
+        module.eval()
+        return TaskModel(module, shallow, last, (int(sz[0]), int(sz[1])), mm, ss, ch,
+                         returns_maps, identity={"kind": kind, **ident})
+
+    if is_export or p.suffix == ".pt2":
+        ep = torch.export.load(os.fspath(p))
+        module = torch.export.unflatten(ep)
+        return finish(module, "torch.export")
+    if is_script:
+        module = torch.jit.load(os.fspath(p), map_location=map_location)
+        return finish(module, "torchscript", returns_maps=True)
+    try:
+        obj = torch.load(os.fspath(p), map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise InvalidArgumentError(
+            f"{str(p)!r} is not a ProxyNet checkpoint, a torch.export archive or a TorchScript "
+            f"archive (torch.load(weights_only=True) said: {e})"
+        ) from e
+    if isinstance(obj, dict) and obj.get("format") == PROXY_FORMAT:
+        net = _proxy_from_state_dict(obj["state_dict"])
+        ident.update(config=net.config)
+        return finish(net, "proxy-checkpoint", size=obj.get("input_size"), m=obj.get("mean"),
+                      s=obj.get("std"), c=net.in_channels)
+    if isinstance(obj, dict):
+        net = _proxy_from_state_dict(obj)
+        ident.update(config=net.config)
+        return finish(net, "proxy-state-dict", c=net.in_channels)
+    raise InvalidArgumentError(f"{str(p)!r} holds a {type(obj).__name__}, not a model checkpoint")
+
+
+def resolve_task_model(model: Any, **load_kwargs: Any) -> TaskModel | None:
+    """``"proxy"`` -> None (the pipeline trains one); a path -> :func:`load_model`; a
+    :class:`TaskModel` as is; a bare ``nn.Module`` -> ``TaskModel(module)`` with the default
+    names ``stage1`` / ``last_block`` and 32x32 ImageNet-normalised input."""
+    if model is None or (isinstance(model, str) and model == "proxy"):
+        return None
+    if isinstance(model, TaskModel):
+        return model
+    if isinstance(model, nn.Module):
+        model.eval()
+        return TaskModel(model)
+    if isinstance(model, (str, os.PathLike)):
+        return load_model(model, **load_kwargs)
+    if isinstance(model, (bytes, io.IOBase)):
+        raise InvalidArgumentError("pass the model as a file path, not bytes or a stream")
+    raise InvalidArgumentError(
+        f"model must be 'proxy', a file path, a torch.nn.Module or a TaskModel, got "
+        f"{type(model).__name__}"
+    )
