@@ -162,7 +162,7 @@ def _resize(arr: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def load_image(path: str | os.PathLike[str], options: LoadOptions | None = None) -> np.ndarray:
-    """Decode ``path`` into a C-contiguous uint8 ``[H, W, C]`` array (C = 1 or 3).
+    """Decode ``path`` into a writable C-contiguous uint8 ``[H, W, C]`` array (C = 1 or 3).
 
     See the module docstring for the per-mode rules; failures raise
     :class:`~dcqformat.errors.InputImageError`.
@@ -209,7 +209,9 @@ def load_image(path: str | os.PathLike[str], options: LoadOptions | None = None)
         raise InputImageError(f"{str(p)!r}: {kind} image data ({type(e).__name__}: {msg})") from e
     if opts.max_side is not None:
         arr = _resize(arr, int(opts.max_side))
-    return np.ascontiguousarray(arr)
+    if not (arr.flags.writeable and arr.flags.c_contiguous):
+        arr = np.array(arr, order="C")  # Pillow's arrays are read-only views; torch wants writable
+    return arr
 
 
 def is_grey(arr: np.ndarray) -> bool:
