@@ -118,7 +118,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         ``needs_counts = True`` it is called as ``palette_transform(palette, counts=counts)``
         with the sample's index histogram (int64 tensor ``[K]``).
     check_crc:
-        Check every sample's CRC-32 as it is read (see :class:`DCQFile`).
+        Check every sample's CRC-32 as it is read (off by default, like :class:`DCQFile`:
+        structure is validated at open either way; ``DCQFile.verify`` checks every checksum).
 
     ``classes``, ``class_to_idx`` and ``targets`` (the label of every sample, a list) are as
     in torchvision's ImageFolder.
@@ -134,7 +135,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         fraction: float | None = None,
         palette_transform: Callable[..., torch.Tensor] | None = None,
         *,
-        check_crc: bool = True,
+        check_crc: bool = False,
     ) -> None:
         if output not in OUTPUTS:
             raise InvalidArgumentError(f"output must be one of {OUTPUTS}, got {output!r}")
