@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from dcqformat.errors import InvalidArgumentError
@@ -65,86 +66,101 @@ def _check_palette(palette: torch.Tensor) -> torch.Tensor:
     return palette
 
 
-def _blend(img1: torch.Tensor, img2: torch.Tensor | float, ratio: float) -> torch.Tensor:
+# The arithmetic runs in NumPy on the K entries: a handful of colours, where torch's per-op
+# dispatch would cost more than the work. Every step is the float32 operation torch performs
+# for ``python_float * uint8_tensor`` (the scalar rounded to float32, then one float32
+# multiply or add per element), so results are bit-identical to the torch formulas.
+_F32 = np.float32
+
+
+def _np(palette: torch.Tensor) -> np.ndarray:
+    return _check_palette(palette).numpy()
+
+
+def _blend(img1: np.ndarray, img2: np.ndarray | np.float32, ratio: float) -> np.ndarray:
     """``ratio * img1 + (1 - ratio) * img2`` in float32, clamped to 0..255, truncated to uint8."""
     ratio = float(ratio)
-    return (ratio * img1 + (1.0 - ratio) * img2).clamp(0, 255).to(torch.uint8)
+    mixed = _F32(ratio) * img1.astype(_F32) + _F32(1.0 - ratio) * np.asarray(img2, dtype=_F32)
+    return np.clip(mixed, 0, 255).astype(np.uint8)
 
 
-def _grey(palette: torch.Tensor) -> torch.Tensor:
+def _grey(palette: np.ndarray) -> np.ndarray:
     """Grey level of each RGB entry, uint8 [K, 1] (truncated, like the pixel-space formula)."""
-    r, g, b = palette.unbind(dim=1)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).to(torch.uint8).unsqueeze(1)
+    r, g, b = (palette[:, c].astype(_F32) for c in range(3))
+    return (_F32(0.2989) * r + _F32(0.587) * g + _F32(0.114) * b).astype(np.uint8)[:, None]
+
+
+def _out(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(arr))
 
 
 def adjust_brightness(palette: torch.Tensor, factor: float) -> torch.Tensor:
     """Multiply every colour by ``factor`` (>= 0); exact w.r.t. the pixel-space transform."""
-    _check_palette(palette)
+    pal = _np(palette)
     if factor < 0:
         raise InvalidArgumentError(f"brightness factor must be >= 0, got {factor}")
-    return _blend(palette, torch.zeros_like(palette), factor)
+    return _out(_blend(pal, _F32(0.0), factor))
 
 
 def rgb_to_grayscale(palette: torch.Tensor) -> torch.Tensor:
     """Replace every RGB colour by its grey level, kept as 3 equal channels (1-channel
     palettes are returned unchanged); exact w.r.t. the pixel-space transform."""
-    _check_palette(palette)
-    if palette.shape[1] == 1:
+    pal = _np(palette)
+    if pal.shape[1] == 1:
         return palette
-    return _grey(palette).expand(-1, 3).contiguous()
+    return _out(np.repeat(_grey(pal), 3, axis=1))
 
 
 def adjust_saturation(palette: torch.Tensor, factor: float) -> torch.Tensor:
     """Blend every colour with its grey level (0: grey, 1: unchanged, >1: more saturated);
     1-channel palettes are returned unchanged. Exact w.r.t. the pixel-space transform."""
-    _check_palette(palette)
+    pal = _np(palette)
     if factor < 0:
         raise InvalidArgumentError(f"saturation factor must be >= 0, got {factor}")
-    if palette.shape[1] == 1:
+    if pal.shape[1] == 1:
         return palette
-    return _blend(palette, _grey(palette), factor)
+    return _out(_blend(pal, _grey(pal), factor))
 
 
 def contrast_center(palette: torch.Tensor, center: str | float = "image",
-                    counts: torch.Tensor | None = None) -> float:
+                    counts: torch.Tensor | np.ndarray | None = None) -> float:
     """The grey level that :func:`adjust_contrast` blends towards (see the module docstring)."""
-    _check_palette(palette)
+    pal = _np(palette)
     if not isinstance(center, str):
         value = float(center)
         if not 0 <= value <= 255:
             raise InvalidArgumentError(f"a numeric contrast center must lie in 0..255, got {value}")
         return value
-    grey = (_grey(palette) if palette.shape[1] == 3 else palette)[:, 0].to(torch.float64)
+    grey = (_grey(pal) if pal.shape[1] == 3 else pal)[:, 0].astype(np.float64)
     if center == "palette":
-        return float(torch.tensor(float(grey.mean()), dtype=torch.float32))
+        return float(_F32(grey.mean()))
     if center == "image":
         if counts is None:
             raise InvalidArgumentError(
                 "contrast center 'image' needs counts (pixels per palette entry); pass counts= "
                 "or use center='palette' or a number")
-        c = torch.as_tensor(counts, dtype=torch.float64).reshape(-1)
-        if c.numel() != grey.numel():
-            raise InvalidArgumentError(
-                f"counts has {c.numel()} entries, the palette {grey.numel()}")
+        c = (counts.numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)).astype(np.float64).reshape(-1)
+        if c.size != grey.size:
+            raise InvalidArgumentError(f"counts has {c.size} entries, the palette {grey.size}")
         total = float(c.sum())
         if total <= 0:
             raise InvalidArgumentError("counts must hold at least one pixel")
         # float64 sum then one rounding to float32: the correctly rounded float32 mean, which
         # torchvision's float32 reduction matches or misses by an ulp.
-        return float(torch.tensor(float((c * grey).sum()) / total, dtype=torch.float32))
+        return float(_F32(float(c @ grey) / total))
     raise InvalidArgumentError(f"contrast center must be 'image', 'palette' or a number, got {center!r}")
 
 
 def adjust_contrast(palette: torch.Tensor, factor: float, center: str | float = "image",
-                    counts: torch.Tensor | None = None) -> torch.Tensor:
+                    counts: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
     """Blend every colour with the grey level chosen by ``center`` (0: flat grey,
     1: unchanged). With ``center="image"`` and ``counts`` this is torchvision's contrast up to
     float32 summation order; see the module docstring for the other choices."""
-    _check_palette(palette)
+    pal = _np(palette)
     if factor < 0:
         raise InvalidArgumentError(f"contrast factor must be >= 0, got {factor}")
     mean = contrast_center(palette, center, counts)
-    return _blend(palette, torch.tensor(mean, dtype=torch.float32), factor)
+    return _out(_blend(pal, _F32(mean), factor))
 
 
 # -- random transforms ------------------------------------------------------------------------
