@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from dcqformat.encode.color import to_working_space
+from dcqformat.encode.kmeans import sq_distances
 
-__all__ = ["palette_to_working", "pixels_to_working", "nearest_indices", "assign_image"]
+__all__ = ["palette_to_working", "pixels_to_working", "nearest_indices", "assign_image",
+           "assign_batch"]
 
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -37,8 +39,7 @@ def nearest_indices(points: torch.Tensor, palette_w: torch.Tensor) -> torch.Tens
     step = max(1, _CHUNK_ELEMENTS // max(1, k * points.shape[1]))
     out = torch.empty(points.shape[0], dtype=torch.int64, device=points.device)
     for i in range(0, points.shape[0], step):
-        d = ((points[i : i + step, None, :] - palette_w[None, :, :]) ** 2).sum(-1)
-        out[i : i + step] = d.argmin(1)
+        out[i : i + step] = sq_distances(points[None, i : i + step], palette_w[None])[0].argmin(-1)
     return out
 
 
@@ -47,3 +48,18 @@ def assign_image(image: np.ndarray, palette_w: torch.Tensor) -> np.ndarray:
     h, w = image.shape[:2]
     idx = nearest_indices(pixels_to_working(image, palette_w.device), palette_w)
     return idx.to(torch.uint8).reshape(h, w).cpu().numpy()
+
+
+def assign_batch(images: np.ndarray, palettes_w: torch.Tensor) -> np.ndarray:
+    """Equal-size uint8 images ``[G, H, W, C]``, one palette each ``[G, K, C]`` -> uint8 index
+    maps ``[G, H, W]`` (identical to :func:`assign_image` per image)."""
+    g, h, w, c = images.shape
+    k = palettes_w.shape[1]
+    out = np.empty((g, h, w), dtype=np.uint8)
+    step = max(1, _CHUNK_ELEMENTS // max(1, h * w * k * c))
+    dev = palettes_w.device
+    for i in range(0, g, step):
+        x = torch.as_tensor(images[i : i + step], device=dev).reshape(-1, h * w, c).float() / 255.0
+        idx = sq_distances(to_working_space(x), palettes_w[i : i + step]).argmin(-1)
+        out[i : i + step] = idx.to(torch.uint8).reshape(-1, h, w).cpu().numpy()
+    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["gradcam_pp", "compute_cams", "upsample_cam", "top_fraction_mask"]
+__all__ = ["gradcam_pp", "compute_cams", "upsample_cam", "top_fraction_mask", "top_fraction_masks"]
 
 
 def gradcam_pp(activations: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
@@ -56,29 +56,45 @@ def upsample_cam(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out[0] if squeeze else out
 
 
+def top_fraction_masks(
+    cams: torch.Tensor, fraction: float = 0.5, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise :func:`top_fraction_mask` for a batch of equal-size maps ``[G, H, W]``: returns
+    the boolean masks ``[G, H, W]`` and the degenerate flags ``[G]``. Rows are processed in
+    order, so the result for a row does not depend on which rows share its batch only through
+    the generator's state (which advances only where ties must be broken)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    g = cams.shape[0]
+    flat = cams.reshape(g, -1)
+    n = flat.shape[1]
+    if n == 0:
+        return torch.zeros_like(cams, dtype=torch.bool), torch.ones(g, dtype=torch.bool)
+    finite = torch.isfinite(flat).all(1)
+    spread = torch.where(finite, flat.amax(1) - flat.amin(1), torch.zeros(g, device=flat.device))
+    degenerate = (spread <= 0) | ~finite
+    keep = min(n, max(1, round(fraction * n)))
+    if keep == n:
+        return torch.ones_like(cams, dtype=torch.bool), degenerate.cpu()
+    # The keep-th largest value per row: everything above it is in, ties at it drawn at random.
+    thresh = torch.kthvalue(flat.cpu(), n - keep + 1, dim=1).values.to(flat.device)
+    mask = flat > thresh[:, None]
+    missing = (keep - mask.sum(1)).tolist()
+    dev = torch.device("cpu") if generator is None else generator.device
+    for r in range(g):
+        if bool(degenerate[r]):
+            mask[r] = True
+        elif missing[r] > 0:
+            ties = (flat[r] == thresh[r]).nonzero()[:, 0]
+            pick = torch.randperm(len(ties), generator=generator, device=dev)[: missing[r]]
+            mask[r, ties[pick.to(flat.device)]] = True
+    return mask.view(cams.shape), degenerate.cpu()
+
+
 def top_fraction_mask(
     cam: torch.Tensor, fraction: float = 0.5, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, bool]:
     """Boolean mask (shape of ``cam``) of the ``round(fraction · numel)`` most attended pixels
     (at least 1), and whether the map was degenerate (constant; then every pixel is kept)."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    flat = cam.reshape(-1)
-    n = flat.numel()
-    if n == 0:
-        return torch.zeros_like(cam, dtype=torch.bool), True
-    if not bool(torch.isfinite(flat).all()) or float(flat.max() - flat.min()) <= 0.0:
-        return torch.ones_like(cam, dtype=torch.bool), True
-    keep = min(n, max(1, round(fraction * n)))
-    if keep == n:
-        return torch.ones_like(cam, dtype=torch.bool), False
-    # The keep-th largest value: everything above it is in, ties at it are drawn at random.
-    thresh = torch.kthvalue(flat.cpu(), n - keep + 1).values.to(flat.device)
-    mask = flat > thresh
-    missing = keep - int(mask.sum())
-    if missing > 0:
-        ties = (flat == thresh).nonzero()[:, 0]
-        dev = torch.device("cpu") if generator is None else generator.device
-        pick = torch.randperm(len(ties), generator=generator, device=dev)[:missing].to(flat.device)
-        mask[ties[pick]] = True
-    return mask.view(cam.shape), False
+    masks, degenerate = top_fraction_masks(cam[None], fraction, generator)
+    return masks[0], bool(degenerate[0])

@@ -43,10 +43,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dcqformat._version import __version__
-from dcqformat.encode.assign import assign_image, palette_to_working, pixels_to_working
+from dcqformat.encode.assign import assign_batch, palette_to_working, pixels_to_working
 from dcqformat.encode.device import resolve_device
 from dcqformat.encode.features import pooled_features, standardize
-from dcqformat.encode.gradcam import compute_cams, top_fraction_mask, upsample_cam
+from dcqformat.encode.gradcam import compute_cams, top_fraction_masks, upsample_cam
 from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_background, to_channels
 from dcqformat.encode.kmeans import kmeans
 from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model, train_proxy
@@ -193,6 +193,19 @@ def _thumbnail(arr: np.ndarray, res: int) -> torch.Tensor:
     if x.shape[-2:] != (res, res):
         x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
     return x[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def _chw(arr: np.ndarray) -> torch.Tensor:
+    """uint8 ``[H, W, C]`` -> ``[1, C, H, W]`` tensor (shares memory)."""
+    return torch.from_numpy(arr).permute(2, 0, 1)[None]
+
+
+def _by_shape(arrs: Sequence[np.ndarray]) -> dict[tuple[int, int], list[int]]:
+    """Positions of the arrays grouped by ``(H, W)``, in first-seen order."""
+    out: dict[tuple[int, int], list[int]] = {}
+    for i, a in enumerate(arrs):
+        out.setdefault((int(a.shape[0]), int(a.shape[1])), []).append(i)
+    return out
 
 
 def _psnr(mse: float) -> float:
@@ -407,12 +420,13 @@ def convert(
             batch: list[tuple[int, np.ndarray]] = []
 
             def flush(batch: list[tuple[int, np.ndarray]]) -> None:
+                """Model pass, masks and per-image palettes for one batch (same-size images
+                are processed together)."""
                 nonlocal degenerate, target_rule
                 arrs = [a for _, a in batch]
                 cams = None
                 if task is not None:
-                    x = torch.cat([task.prepare(torch.from_numpy(a).permute(2, 0, 1)[None])
-                                   for a in arrs])
+                    x = torch.cat([task.prepare(_chw(a)) for a in arrs])
                     with torch.set_grad_enabled(attention):
                         logits, shallow, last = task.forward_maps(x)
                         if need_features:
@@ -425,17 +439,22 @@ def convert(
                                 target_rule = "predicted"
                                 targets = logits.detach().argmax(1).cpu()
                             cams = compute_cams(logits, last, targets).detach()
-                points = []
-                for i, a in enumerate(arrs):
-                    pix = pixels_to_working(to_channels(a, 3), dev)
-                    if cams is not None:
-                        cam = upsample_cam(cams[i], (a.shape[0], a.shape[1]))
-                        mask, degen = top_fraction_mask(cam, attention_fraction, mask_gen)
-                        degenerate += int(degen)
-                        pix = pix[mask.reshape(-1).to(pix.device)]
-                    points.append(pix)
-                c, n = image_palettes(points, k, max_points=max_points_per_image,
-                                      generator=pal_gen)
+                points: list[torch.Tensor | None] = [None] * len(arrs)
+                for shape, members in _by_shape(arrs).items():
+                    stack = np.stack([to_channels(arrs[i], 3) for i in members])
+                    pix = pixels_to_working(stack, dev).reshape(len(members), -1, 3)
+                    if cams is None:
+                        for j, i in enumerate(members):
+                            points[i] = pix[j]
+                        continue
+                    up = upsample_cam(cams[members], shape)
+                    masks, degen = top_fraction_masks(up, attention_fraction, mask_gen)
+                    degenerate += int(degen.sum())
+                    masks = masks.reshape(len(members), -1).to(pix.device)
+                    for j, i in enumerate(members):
+                        points[i] = pix[j][masks[j]]
+                c, n = image_palettes([p for p in points if p is not None], k,
+                                      max_points=max_points_per_image, generator=pal_gen)
                 pal_centers.append(c.cpu())
                 pal_counts.append(n.cpu())
 
@@ -541,6 +560,35 @@ def convert(
             with writer as w:
                 pal_w = palette_to_working(pal_u8, dev) if palette != "image" else None
                 bar = tqdm(total=n, desc="write", unit="img", disable=not progress, leave=False)
+                pending: list[tuple[int, int, np.ndarray]] = []
+
+                def write_pending() -> None:
+                    nonlocal raw_bytes, source_bytes
+                    gs = [int(groups[i]) for i, _, _ in pending]
+                    if palette == "image":
+                        if refine and refine_steps > 0:
+                            for (_, _, img), g in zip(pending, gs, strict=True):
+                                r = refine_palette([_random_crop(img, refine_crop, rgen)],
+                                                   pal_u8[g], steps=refine_steps, device=dev)
+                                pal_u8[g] = r.palette
+                                add_refine_stats(r)
+                        pws = palette_to_working(pal_u8[gs], dev)
+                    else:
+                        assert pal_w is not None
+                        pws = pal_w[gs]
+                    idxs = assign_batch(np.stack([img for _, _, img in pending]), pws)
+                    for (_i, pos, img), g, idx in zip(pending, gs, idxs, strict=True):
+                        entry = entries[pos]
+                        decoded = pal_u8[g][idx]
+                        mse = float(np.mean((decoded.astype(np.float64) - img) ** 2))
+                        psnrs.append(_psnr(mse))
+                        raw_bytes += img.size
+                        source_bytes += max(0, entry.size)
+                        w.add_sample(idx, g, entry.label, source_path=entry.relpath,
+                                     source_size=entry.size)
+                    bar.update(len(pending))
+                    pending.clear()
+
                 for i, (pos, got) in enumerate(_load_many(entries, ok_positions, opts, workers)):
                     entry = entries[pos]
                     if isinstance(got, InputImageError):
@@ -549,26 +597,11 @@ def convert(
                     if got.shape[:2] != (heights[i], widths[i]) or entry.path.stat().st_size != entry.size:
                         raise InputImageError(f"{str(entry.path)!r} changed during the conversion")
                     img = to_channels(got, channels)
-                    g = int(groups[i])
-                    if palette == "image":
-                        if refine and refine_steps > 0:
-                            r = refine_palette([_random_crop(img, refine_crop, rgen)], pal_u8[g],
-                                               steps=refine_steps, device=dev)
-                            pal_u8[g] = r.palette
-                            add_refine_stats(r)
-                        pw = palette_to_working(pal_u8[g], dev)
-                    else:
-                        assert pal_w is not None
-                        pw = pal_w[g]
-                    idx = assign_image(img, pw)
-                    decoded = pal_u8[g][idx]
-                    mse = float(np.mean((decoded.astype(np.float64) - img) ** 2))
-                    psnrs.append(_psnr(mse))
-                    raw_bytes += img.size
-                    source_bytes += max(0, entry.size)
-                    w.add_sample(idx, g, entry.label, source_path=entry.relpath,
-                                 source_size=entry.size)
-                    bar.update(1)
+                    if pending and (img.shape != pending[0][2].shape or len(pending) >= batch_size):
+                        write_pending()
+                    pending.append((i, pos, img))
+                if pending:
+                    write_pending()
                 bar.close()
                 w.set_palettes(pal_u8)
                 skipped_list = [{"path": entries[p].relpath, "error": skipped[p]}
