@@ -104,7 +104,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--encoding", choices=("raw", "zstd", "auto"), default="raw",
                    help="payload encoding: raw bit-packed (default), zstd, or auto (smaller of both)")
     p.add_argument("--epochs", type=int, default=4, help="proxy model training epochs (default 4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on the CPU: small tensors, "
+                   "output independent of the core count)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding threads (default min(4, CPUs))")
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

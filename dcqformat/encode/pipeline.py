@@ -296,8 +296,11 @@ def convert(
     transparent pixels are flattened onto; ``on_error``: ``"fail"`` or ``"skip"`` unreadable
     images (skipped files are listed in the summary and the provenance); ``payload_encoding``:
     ``"raw"``, ``"zstd"`` or ``"auto"``; ``overwrite``: replace an existing ``dst``;
-    ``threads``: torch CPU threads for the duration (default: torch's setting); ``workers``:
-    image-decoding threads (default min(4, CPUs)).
+    ``threads``: torch intra-op CPU threads for the duration (default 1 on the CPU: the
+    encoder's tensors are small -- per-image palettes, a 32 px proxy -- so extra threads gain
+    little and, on a busy machine, cost up to 8x in spin-waiting; one thread also makes the
+    output independent of the core count); ``workers``: image-decoding threads (default
+    min(4, CPUs)).
 
     Returns a :class:`ConvertSummary`. Raises :class:`~dcqformat.errors.InputImageError` for an
     unreadable image (``on_error="fail"``) and
@@ -326,6 +329,8 @@ def convert(
     opts = LoadOptions(bg, max_side, max_pixels if max_pixels is not None else LoadOptions().max_pixels)
     workers = min(4, os.cpu_count() or 1) if workers is None else _check_int("workers", workers, 0)
     dev = resolve_device(device)
+    if threads is None and dev.type == "cpu":
+        threads = 1
     k = 1 << bits
     say = log or (lambda _m: None)
 
@@ -626,7 +631,7 @@ def convert(
                         "epochs": epochs, "proxy_resolution": proxy_resolution,
                         "max_train_images": max_train_images,
                         "max_points_per_image": max_points_per_image,
-                        "device_type": dev.type, "colour_space": "CIE LAB D65 (L* for grey)",
+                        "device_type": dev.type, "threads": threads, "colour_space": "CIE LAB D65 (L* for grey)",
                     },
                     "source": {
                         "root": str(listing.root), "listing_sha256": listing.listing_hash,
