@@ -42,7 +42,7 @@ def test_emoji64_q2(tmp_path: Path) -> None:
     assert list(f.labels) == [e.label for e in listing.entries]
     ours, flat = [], []
     for i in range(0, len(f), 7):
-        orig = load_image(listing.entries[i].path, LoadOptions())
+        orig = to_channels(load_image(listing.entries[i].path, LoadOptions()), 3)
         dec, _ = f[i]
         ours.append(psnr(dec, orig))
         flat.append(psnr(np.broadcast_to(np.rint(orig.reshape(-1, 3).mean(0)), orig.shape), orig))

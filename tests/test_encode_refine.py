@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -93,3 +94,16 @@ def test_refinement_is_deterministic() -> None:
     a = refine_palette(crops, pal, steps=5)
     b = refine_palette(crops, pal, steps=5)
     assert np.array_equal(a.palette, b.palette)
+
+
+def test_batched_refinement_matches_one_at_a_time() -> None:
+    from dcqformat.encode.refine import refine_palettes_batched
+
+    crops = _crops(data.astronaut(), 3, 32)
+    pals = np.stack([_kmeans_palette([c], 4) for c in crops])
+    batched = refine_palettes_batched(np.stack(crops), pals, steps=6)
+    for c, p, b in zip(crops, pals, batched, strict=True):
+        single = refine_palette([c], p, steps=6)
+        assert np.abs(single.palette.astype(int) - b.palette.astype(int)).max() <= 1
+        assert b.edge_loss_before == pytest.approx(single.edge_loss_before, rel=1e-5)
+        assert b.objective_after <= b.objective_before

@@ -51,7 +51,7 @@ from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_back
 from dcqformat.encode.kmeans import kmeans
 from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model, train_proxy
 from dcqformat.encode.palettes import image_palettes, palette_to_uint8, shared_palettes
-from dcqformat.encode.refine import refine_palette
+from dcqformat.encode.refine import refine_palette, refine_palettes_batched
 from dcqformat.encode.scan import FolderListing, SourceEntry, scan_image_folder
 from dcqformat.errors import InputImageError, InvalidArgumentError
 
@@ -572,9 +572,12 @@ def convert(
                     gs = [int(groups[i]) for i, _, _ in pending]
                     if palette == "image":
                         if refine and refine_steps > 0:
-                            for (_, _, img), g in zip(pending, gs, strict=True):
-                                r = refine_palette([_random_crop(img, refine_crop, rgen)],
-                                                   pal_u8[g], steps=refine_steps, device=dev)
+                            # same-size images: same-size crops, refined together
+                            crops = np.stack([_random_crop(img, refine_crop, rgen)
+                                              for _, _, img in pending])
+                            results = refine_palettes_batched(crops, pal_u8[gs],
+                                                              steps=refine_steps, device=dev)
+                            for g, r in zip(gs, results, strict=True):
                                 pal_u8[g] = r.palette
                                 add_refine_stats(r)
                         pws = palette_to_working(pal_u8[gs], dev)

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from dcqformat.encode.color import to_working_space
 from dcqformat.encode.kmeans import sq_distances
 
-__all__ = ["RefineResult", "sobel", "edge_loss", "quantize_ste", "refine_palette", "evaluate"]
+__all__ = ["RefineResult", "sobel", "edge_loss", "quantize_ste", "refine_palette",
+           "refine_palettes_batched", "evaluate"]
 
 def sobel(x: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B, C, 2, H, W]``: horizontal and vertical 3x3 Sobel responses
@@ -184,3 +185,85 @@ def refine_palette(
     if obj1 < obj0:
         return RefineResult(pal1, el0, el1, obj0, obj1, True)
     return RefineResult(pal0, el0, el0, obj0, obj0, False)
+
+
+def _batched_objective(
+    x: torch.Tensor,
+    xw: torch.Tensor,
+    sx: torch.Tensor,
+    palettes: torch.Tensor,
+    tau: float,
+    rec_weight: float,
+    channel_weights: Sequence[float] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-problem (edge loss ``[G]``, objective ``[G]``): image ``x[g]`` with palette ``g``."""
+    g, c, h, w = x.shape
+    pw = to_working_space(palettes)  # [G, K, C]
+    d = sq_distances(xw, pw)  # [G, HW, K]
+    dmin, idx = d.min(-1, keepdim=True)
+    hard = torch.gather(palettes, 1, idx.expand(-1, -1, c))  # [G, HW, C]
+    e = torch.exp((dmin - d) / tau)
+    soft = (e / e.sum(-1, keepdim=True)) @ palettes
+    xh = (hard + soft - soft.detach()).reshape(g, h, w, c).permute(0, 3, 1, 2)
+    cw = (torch.full((c,), 1.0 / c) if channel_weights is None
+          else torch.as_tensor(channel_weights, dtype=torch.float32)).to(x.device, x.dtype)
+    el = (((sx - sobel(xh)) ** 2).mean(dim=(2, 3, 4)) * cw).sum(1)
+    rec = ((x - xh) ** 2).mean(dim=(1, 2, 3))
+    return el, el + rec_weight * rec
+
+
+def refine_palettes_batched(
+    images: np.ndarray,
+    palettes: np.ndarray,
+    *,
+    steps: int = 20,
+    lr: float = 0.01,
+    tau: float = 25.0,
+    rec_weight: float = 1.0,
+    channel_weights: Sequence[float] | None = None,
+    device: torch.device | str = "cpu",
+) -> list[RefineResult]:
+    """Refine G independent palettes at once, palette ``g`` (uint8 ``[G, K, C]``) on image
+    ``g`` (uint8 ``[G, H, W, C]``, all the same size) -- the per-image-palette ablation.
+
+    Adam is element-wise, so each palette follows the same path as :func:`refine_palette` on its
+    own image would (up to floating-point summation order); each is accepted or kept on its own.
+    """
+    dev = torch.device(device)
+    pal0 = np.asarray(palettes, dtype=np.uint8)
+    imgs = torch.as_tensor(np.ascontiguousarray(images), device=dev).float() / 255.0
+    g, h, w, c = imgs.shape
+    x = imgs.permute(0, 3, 1, 2)
+    xw = to_working_space(imgs.reshape(g, h * w, c))
+    sx = sobel(x)
+
+    def score(pal_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pal = torch.as_tensor(pal_u8, device=dev).float() / 255.0
+        with torch.no_grad():
+            el, obj = _batched_objective(x, xw, sx, pal, 1.0, rec_weight, channel_weights)
+        return el.cpu().numpy().astype(np.float64), obj.cpu().numpy().astype(np.float64)
+
+    el0, obj0 = score(pal0)
+    if steps <= 0 or g == 0:
+        return [RefineResult(pal0[i], float(el0[i]), float(el0[i]), float(obj0[i]), float(obj0[i]),
+                             False) for i in range(g)]
+    p = torch.nn.Parameter(torch.as_tensor(pal0, device=dev).float() / 255.0)
+    opt = torch.optim.Adam([p], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        _, obj = _batched_objective(x, xw, sx, p.clamp(0.0, 1.0), tau, rec_weight, channel_weights)
+        obj.sum().backward()
+        opt.step()
+        with torch.no_grad():
+            p.clamp_(0.0, 1.0)
+    pal1 = torch.round(p.detach() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
+    el1, obj1 = score(pal1)
+    out = []
+    for i in range(g):
+        if obj1[i] < obj0[i]:
+            out.append(RefineResult(pal1[i], float(el0[i]), float(el1[i]), float(obj0[i]),
+                                    float(obj1[i]), True))
+        else:
+            out.append(RefineResult(pal0[i], float(el0[i]), float(el0[i]), float(obj0[i]),
+                                    float(obj0[i]), False))
+    return out
