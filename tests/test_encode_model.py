@@ -98,6 +98,7 @@ def test_user_module_with_named_layers() -> None:
         resolve_task_model(42)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.export's own pytree deprecation
 def test_torch_export_archive(tmp_path: Path) -> None:
     m = _Other().eval()
     ep = torch.export.export(m, (torch.rand(2, 3, 16, 16),))

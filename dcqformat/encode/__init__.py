@@ -14,6 +14,8 @@ This subpackage needs torch (the ``torch`` extra). Its modules each do one job:
 - :mod:`.refine`    Sobel edge-loss palette refinement (straight-through estimator)
 - :mod:`.assign`    nearest-colour index maps
 - :mod:`.pipeline`  :func:`convert`, the two-pass streaming driver
+- :mod:`.preview`   original-beside-decoded PNG grids
+- :mod:`.demo`      the ``demo`` conversion of scikit-learn's real digits
 - :mod:`.cli_commands` the ``convert``, ``demo`` and ``preview`` subcommands
 
 Import :func:`convert` from :mod:`dcqformat.encode.pipeline` (kept lazy here so that importing
