@@ -241,12 +241,7 @@ def test_decode_into_bad_buffers(write_dcq: Any, bad: np.ndarray) -> None:
             f.decode_into(2, np.empty((4, 5, 3), np.uint8), layout="planar")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dcqformat/format/reader.py DCQFile.decode_into: a read-only `out` reaches the raw "
-    "Numba kernel and raises numba TypingError; a non-array `out` raises AttributeError. "
-    "Fix: check isinstance(out, np.ndarray) and out.flags.writeable with the other checks. "
-    "(The read-only case is marked slow: Numba spends ~12 s failing to type it.)"))
-@pytest.mark.parametrize("kind", [pytest.param("readonly", marks=pytest.mark.slow), "list"])
+@pytest.mark.parametrize("kind", ["readonly", "list"])
 def test_decode_into_rejects_readonly_and_non_arrays(write_dcq: Any, kind: str) -> None:
     with DCQFile(write_dcq()) as f:
         out: Any = np.zeros((4, 5, 3), np.uint8)

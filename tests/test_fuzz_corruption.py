@@ -13,11 +13,11 @@ would kill pytest itself, a batch of seeded corruptions also runs in a subproces
 case under its own watchdog); a crash or hang there fails the test and names the seed and
 case (the damaged file is left in the test's tmp_path).
 
-Known bug, excluded from the random fuzz and pinned by a strict xfail reproducer
-(``test_known_hdf5_global_heap_hang``): HDF5 2.0.0 loops forever parsing a global heap
-collection (``GCOL``, where variable-length strings live) once a damaged object size makes
-its object walk land on zero bytes (an object of index 0 and size 0 never advances). The
-in-place mutations therefore skip the bytes of the GCOL collections.
+A bug this found, now guarded by :mod:`dcqformat.format.gheap` and pinned by
+``test_hdf5_global_heap_hang_is_refused`` and ``test_global_heap_bytes_fuzz``: HDF5 2.0.0 loops
+forever parsing a global heap collection (``GCOL``, where variable-length strings live) once a
+damaged object size makes its object walk land on zero bytes (an object of index 0 and size 0
+never advances).
 """
 
 from __future__ import annotations
@@ -59,12 +59,8 @@ def gcol_ranges(data: bytes) -> list[tuple[int, int]]:
 
 
 GCOL = {name: gcol_ranges(data) for name, data in DATA.items()}
-HOT = {name: [int(i) for i in np.flatnonzero(np.frombuffer(data, np.uint8))
-              if not any(a <= i < b for a, b in GCOL[name])] for name, data in DATA.items()}
-
-
-def outside_gcol(name: str, pos: int, length: int = 1) -> bool:
-    return not any(pos < b and pos + length > a for a, b in GCOL[name])
+HOT = {name: [int(i) for i in np.flatnonzero(np.frombuffer(data, np.uint8))]
+       for name, data in DATA.items()}
 
 
 class Hang(Exception):
@@ -111,8 +107,6 @@ def corrupted(draw: st.DrawFn) -> tuple[str, bytes]:
         pos = draw(st.one_of(st.sampled_from(HOT[name]), st.integers(0, size - 1)))
         pos = min(pos, size - 1)
         kind = draw(st.sampled_from(["flip", "flip", "set", "overwrite", "insert", "delete", "truncate"]))
-        if kind in ("flip", "set", "overwrite") and not outside_gcol(name, pos, 16):
-            continue  # the known HDF5 global-heap hang (see the module docstring)
         if kind == "flip":
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif kind == "set":
@@ -175,25 +169,16 @@ CHILD = textwrap.dedent("""
     seed, count, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
     vectors = [Path(p) for p in sys.argv[4:]]
     datas = [p.read_bytes() for p in vectors]
-    def gcol(data):
-        out, i = [], data.find(b"GCOL")
-        while i >= 0:
-            out.append((i, i + int.from_bytes(data[i + 8:i + 16], "little")))
-            i = data.find(b"GCOL", i + 1)
-        return out
-    skip = [gcol(d) for d in datas]  # the known HDF5 global-heap hang: see the docstring
     rng = random.Random(seed)
     for case in range(count):
         k = rng.randrange(len(datas))
         data = bytearray(datas[k])
-        hot = [i for i, b in enumerate(data) if b and not any(lo <= i < hi for lo, hi in skip[k])]
+        hot = [i for i, b in enumerate(data) if b]
         for _ in range(rng.randint(1, 4)):
             if not data:
                 break
             pos = min(rng.choice(hot) if rng.random() < 0.8 else rng.randrange(len(data)), len(data) - 1)
             kind = rng.choice(["flip", "flip", "flip", "set", "overwrite", "truncate"])
-            if kind != "truncate" and any(pos < hi and pos + 8 > lo for lo, hi in skip[k]):
-                continue
             if kind == "flip":
                 data[pos] ^= 1 << rng.randrange(8)
             elif kind == "set":
@@ -250,18 +235,8 @@ def test_corruption_batch_in_subprocess_long(tmp_path: Path, seed: int) -> None:
     _run_child(tmp_path, seed=seed, count=3000, timeout=1200)
 
 
-# -- the known bug, pinned ------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (HDF5 2.0.0, reached through dcqformat/format/validate.py read_metadata): one "
-    "damaged byte in the global heap collection (the size of the heap object holding class "
-    "name 'a', offset 2176 of q3_rgb_zstd_k5.dcq, 0x01 -> 0x7F) makes HDF5's collection "
-    "walk land on zero bytes, read an object of index 0 and size 0 and loop forever inside "
-    "h5py.File.attrs[...]; no Python signal can interrupt it. DCQFile(path) never returns. "
-    "Proposed fix: before h5py touches variable-length data, walk every 'GCOL' collection "
-    "outside the payload the way HDF5 does and raise StructureError on an object that does "
-    "not advance or overruns the collection (or parse metadata in a forked child with a "
-    "timeout); report upstream to HDF5."))
-def test_known_hdf5_global_heap_hang(tmp_path: Path) -> None:
+# -- the HDF5 global heap hang, refused before HDF5 sees it ------------------------------
+def test_hdf5_global_heap_hang_is_refused(tmp_path: Path) -> None:
     data = bytearray(DATA["q3_rgb_zstd_k5.dcq"])
     assert GCOL["q3_rgb_zstd_k5.dcq"] == [(2048, 6144)] and data[2176] == 0x01
     data[2176] = 0x7F
@@ -275,3 +250,68 @@ def test_known_hdf5_global_heap_hang(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"DCQFile({path}) hangs")
     assert proc.returncode == 0, proc.stderr
+
+
+GCOL_CHILD = textwrap.dedent("""
+    import random, struct, sys, faulthandler
+    from pathlib import Path
+    from dcqformat import DCQFile
+    from dcqformat.errors import DcqError
+    src, out, seed, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    lo, hi = int(sys.argv[5]), int(sys.argv[6])
+    base = src.read_bytes()
+    rng = random.Random(seed)
+    for case in range(count):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            pos = rng.randrange(lo, hi - 8)
+            if rng.random() < 0.5:
+                data[pos] ^= 1 << rng.randrange(8)
+            else:
+                data[pos:pos + 8] = struct.pack("<Q", rng.choice([0, 1, 7, 8, 16, 4096, 2**40]))
+        path = out / "case.dcq"
+        path.write_bytes(bytes(data))
+        print(f"CASE {case}", flush=True)
+        faulthandler.dump_traceback_later(20, exit=True)
+        try:
+            with DCQFile(path) as f:
+                f.classes, f.info()
+        except DcqError:
+            pass
+        faulthandler.cancel_dump_traceback_later()
+    print("DONE")
+""")
+
+
+def test_global_heap_bytes_fuzz(tmp_path: Path) -> None:
+    """Damage only the global heap collection (object sizes, indices, the header): every
+    case ends in a value or a DcqError, never a hang inside HDF5."""
+    name = "q3_rgb_zstd_k5.dcq"
+    (lo, hi), = GCOL[name]
+    hi = min(hi, lo + 256)  # the objects live at the start of the 4 KiB collection
+    cmd = [sys.executable, "-c", GCOL_CHILD, str(VALID[0].parent / name), str(tmp_path), "7", "150",
+           str(lo), str(hi)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        pytest.fail(f"hung at {out.splitlines()[-1:]}")
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "DONE", proc.stderr[-3000:]
+
+
+def test_global_heap_walker_rejects_a_zero_size_free_object() -> None:
+    from dcqformat.errors import StructureError
+    from dcqformat.format.gheap import walk_collection
+
+    coll = bytearray(b"GCOL\x01\x00\x00\x00" + (4096).to_bytes(8, "little") + bytes(4080))
+    coll[16:32] = (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + bytes(4) + (3).to_bytes(8, "little")
+    coll[32:40] = b"abc\x00\x00\x00\x00\x00"
+    free = 4096 - 40
+    coll[40:56] = bytes(8) + free.to_bytes(8, "little")
+    assert walk_collection(bytes(coll), 0, 4096, "x") == 4096
+    coll[48:56] = bytes(8)  # index 0, size 0: HDF5's walk would never advance
+    with pytest.raises(StructureError, match="does not advance"):
+        walk_collection(bytes(coll), 0, 4096, "x")
+    coll[48:56] = (10**6).to_bytes(8, "little")
+    with pytest.raises(StructureError, match="runs past"):
+        walk_collection(bytes(coll), 0, 4096, "x")

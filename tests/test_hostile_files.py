@@ -385,13 +385,7 @@ def test_index_ge_k_with_correct_checksums(tmp_path: Path, bits: int, encoding: 
                     call()
 
 
-# -- known bugs: strict reproducers (see the xfail reasons) -----------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dcqformat/format/validate.py: a dataset declared large but never written (no "
-    "storage allocated) is read in full: a 20 KB file with /provenance declared 128 MiB makes "
-    "DCQFile() allocate ~350 MiB before rejecting it (a few GiB exhaust memory). Fix: "
-    "before ds[()], require contiguous unfiltered datasets to have get_storage_size() == "
-    "nbytes lying inside the file, and bound every declared size by the file size."))
+# -- once bugs: resource exhaustion, data outside the file, trailing zstd bytes, writer state --
 def test_unallocated_huge_dataset_is_rejected_without_allocating(write_dcq: Callable[..., Path]) -> None:
     size = 128 << 20
     path = edited(write_dcq, lambda h5: (drop("provenance")(h5),
@@ -416,11 +410,6 @@ def test_unallocated_huge_dataset_is_rejected_without_allocating(write_dcq: Call
     assert proc.returncode == 0, proc.stderr + proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dcqformat/format/validate.py: datasets with HDF5 external storage or virtual layout "
-    "are followed, so a .dcq can make the reader read other local files (here /palettes "
-    "comes from a file beside it). Fix: reject any dataset whose creation property list has "
-    "get_external_count() > 0 or layout VIRTUAL (and require CONTIGUOUS for /palettes)."))
 @pytest.mark.parametrize("kind", ["external", "virtual"])
 def test_datasets_stored_outside_the_file_are_rejected(tmp_path: Path, kind: str,
                                                        write_dcq: Callable[..., Path]) -> None:
@@ -443,11 +432,6 @@ def test_datasets_stored_outside_the_file_are_rejected(tmp_path: Path, kind: str
     fails(edited(write_dcq, fn), StructureError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dcqformat/format/reader.py _packed_bytes (spec §6: the stored bytes are ONE zstd "
-    "frame): bytes after the first frame (a second frame, or junk) are silently ignored, even "
-    "by verify(). Fix: decompress with ZstdDecompressor().decompressobj() and require "
-    "obj.eof and not obj.unused_data (PayloadError)."))
 @pytest.mark.parametrize("tail", ["junk", "second_frame"])
 def test_zstd_bytes_after_the_frame_are_rejected(tail: str, write_dcq: Callable[..., Path]) -> None:
     def frame(packed: bytes, n: int) -> bytes:
@@ -588,13 +572,6 @@ def test_writer_rejects_bad_palettes_selections_and_provenance(tmp_path: Path) -
     DCQFile(tmp_path / "out.dcq").verify()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG dcqformat/format/writer.py add_sample: cluster >= 2**64 or source_size outside int64 "
-    "raise OverflowError (not a DcqError) AFTER the sample was spooled and some per-sample "
-    "columns appended; if the caller goes on, close() writes a file whose per-sample arrays "
-    "disagree in length (DCQFile then rejects it). Fix: convert and range-check cluster "
-    "(0..2**32-1), label and source_size (-1..2**63-1) with operator.index before touching "
-    "any state, raising InvalidArgumentError."))
 @pytest.mark.parametrize("bad", [{"cluster": 2**64}, {"source_size": 2**63}])
 def test_writer_overflowing_arguments_leave_it_consistent(tmp_path: Path, bad: dict[str, Any]) -> None:
     target = tmp_path / "out.dcq"

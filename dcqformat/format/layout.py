@@ -65,6 +65,9 @@ METADATA_DEFLATE_MIN = 64
 #: Largest accepted side of one image and largest pixel count (guards allocation).
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
+#: Largest values the per-sample ``cluster`` (<u4) and source ``size`` (<i8) fields hold.
+MAX_CLUSTER = (1 << 32) - 1
+MAX_SOURCE_SIZE = (1 << 63) - 1
 
 #: Upper bound on how many bytes a zstd frame may ask us to allocate beyond the expected size.
 ZSTD_DEFAULT_LEVEL = 3

@@ -187,9 +187,14 @@ class DCQFile:
             raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         h, w, c = self.shape(i)
         want = (h, w, c) if layout == "hwc" else (c, h, w)
+        if not isinstance(out, np.ndarray):
+            raise InvalidArgumentError(
+                f"out must be a numpy array of shape {want}, got {type(out).__name__}")
         if out.dtype != np.uint8 or not out.flags.c_contiguous or out.size != h * w * c:
             raise InvalidArgumentError(
                 f"out must be a C-contiguous uint8 array of {want}, got {out.dtype} {out.shape}")
+        if not out.flags.writeable:
+            raise InvalidArgumentError(f"out must be writable, got a read-only array of {out.shape}")
         self._decode(i, out, planar=layout == "chw")
         return out
 
@@ -273,9 +278,18 @@ class DCQFile:
         if self._dctx is None:
             self._dctx = zstandard.ZstdDecompressor()
         try:
-            raw = self._dctx.decompress(data, max_output_size=expected)
+            # One frame exactly (spec §6): a decompressobj stops at the frame's end and keeps
+            # whatever follows in unused_data, which must be empty.
+            obj = self._dctx.decompressobj()
+            raw = obj.decompress(data)
         except zstandard.ZstdError as exc:
             raise PayloadError(f"{self.path}: sample {i}: corrupt zstd frame ({exc})") from exc
+        if not obj.eof:
+            raise PayloadError(f"{self.path}: sample {i}: the zstd frame is incomplete")
+        if obj.unused_data:
+            raise PayloadError(
+                f"{self.path}: sample {i}: {len(obj.unused_data)} bytes follow the zstd frame "
+                "(the stored bytes must be exactly one frame)")
         if len(raw) != expected:
             raise PayloadError(
                 f"{self.path}: sample {i}: zstd frame decoded to {len(raw)} bytes, expected {expected}")

@@ -28,6 +28,7 @@ from dcqformat.errors import (
     UnsupportedVersionError,
 )
 from dcqformat.format import layout as L
+from dcqformat.format.gheap import check_global_heaps
 
 if TYPE_CHECKING:
     from dcqformat.format.reader import DCQFile
@@ -94,11 +95,25 @@ def read_metadata(path: Path) -> FileMetadata:
         raise NotADcqFileError(f"{where}: HDF5 cannot open it ({text})") from None
     try:
         with h5:
+            # Before HDF5 reads any variable-length data (class names, string attributes):
+            # a damaged global heap can hang HDF5 itself (see gheap.py).
+            check_global_heaps(path, file_size, _payload_range(h5))
             return _read(h5, where, file_size)
     except DcqError:
         raise
     except Exception as exc:  # h5py/HDF5 errors on corrupt metadata: name them, never leak
         raise StructureError(f"{where}: corrupt HDF5 structure ({type(exc).__name__}: {exc})") from None
+
+
+def _payload_range(h5: h5py.File) -> tuple[int, int] | None:
+    """Bytes of the contiguous ``/payload`` dataset, skipped by the global heap scan."""
+    ds = h5.get(L.DS_PAYLOAD)
+    if not isinstance(ds, h5py.Dataset):
+        return None
+    offset = ds.id.get_offset()
+    if offset is None:
+        return None
+    return int(offset), int(offset) + int(ds.id.get_storage_size())
 
 
 def _attr(h5: h5py.File, name: str, where: str) -> Any:
@@ -134,7 +149,62 @@ def _dataset(group: h5py.Group, name: str, where: str) -> h5py.Dataset:
         raise StructureError(f"{where}: dataset {path!r} is missing")
     if not isinstance(obj, h5py.Dataset):
         raise StructureError(f"{where}: {path!r} must be a dataset, found {type(obj).__name__}")
+    _check_storage(obj, where)
     return obj
+
+
+#: deflate cannot expand data by more than about 1032:1; anything claiming more is hostile.
+_MAX_INFLATE = 1100
+
+
+def _check_storage(ds: h5py.Dataset, where: str) -> None:
+    """Refuse a dataset whose data does not lie, complete, inside this file.
+
+    External storage and virtual layouts would make the reader open other files; a declared
+    shape without stored data (HDF5 then returns fill values) would make a tiny file ask for
+    gigabytes of memory. Checked before any of the dataset's data is read.
+    """
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count() > 0:
+        raise StructureError(
+            f"{where}: dataset {ds.name!r} keeps its data in external files; a .dcq file must hold "
+            "all of its data itself")
+    layout = dcpl.get_layout()
+    if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT):
+        kind = "virtual" if layout == h5py.h5d.VIRTUAL else f"layout {layout}"
+        raise StructureError(f"{where}: dataset {ds.name!r} has a {kind} layout; only contiguous, "
+                             "chunked and compact datasets are allowed")
+    file_size = int(ds.file.id.get_filesize())
+    variable = h5py.check_vlen_dtype(ds.dtype) is not None or ds.dtype.kind == "O"
+    nbytes = int(ds.size) * int(ds.dtype.itemsize)
+    stored = int(ds.id.get_storage_size())
+    if ds.size == 0:
+        return
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = ds.id.get_offset()
+        if offset is None or stored == 0:
+            raise TruncatedFileError(
+                f"{where}: dataset {ds.name!r} declares {ds.shape} {ds.dtype} but has no storage "
+                "in the file")
+        if not variable and stored != nbytes:
+            raise StructureError(
+                f"{where}: dataset {ds.name!r} stores {stored} bytes, its shape {ds.shape} "
+                f"and dtype {ds.dtype.str} need {nbytes}")
+        if int(offset) + stored > file_size:
+            raise TruncatedFileError(
+                f"{where}: dataset {ds.name!r} spans bytes {int(offset)}..{int(offset) + stored} "
+                f"but the file has only {file_size} bytes")
+    elif layout == h5py.h5d.CHUNKED:
+        chunks = ds.chunks or ds.shape
+        expected = int(np.prod([-(-s // c) for s, c in zip(ds.shape, chunks, strict=True)]))
+        have = int(ds.id.get_num_chunks())
+        if have != expected:
+            raise StructureError(
+                f"{where}: dataset {ds.name!r} has {have} of its {expected} chunks stored")
+        if nbytes > _MAX_INFLATE * max(stored, 1) or stored > file_size:
+            raise StructureError(
+                f"{where}: dataset {ds.name!r} declares {nbytes} bytes from {stored} stored bytes "
+                f"in a file of {file_size} bytes")
 
 
 def _array(group: h5py.Group, name: str, where: str, dtype: np.dtype, shape: tuple[int, ...] | None,

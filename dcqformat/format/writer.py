@@ -11,6 +11,7 @@ files: a failed write never leaves anything under the target name.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import tempfile
 import zlib
@@ -82,6 +83,20 @@ def _deflate(n: int) -> dict[str, Any]:
             "compression_opts": 6}
 
 
+def _checked_int(name: str, value: Any, lo: int, hi: int, sample: int) -> int:
+    """``value`` as an int in ``lo..hi`` (bools and floats refused), else InvalidArgumentError."""
+    if isinstance(value, bool):
+        raise InvalidArgumentError(f"sample {sample}: {name} must be an integer, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise InvalidArgumentError(
+            f"sample {sample}: {name} must be an integer, got {type(value).__name__} {value!r}") from None
+    if not lo <= v <= hi:
+        raise InvalidArgumentError(f"sample {sample}: {name} must be in {lo}..{hi}, got {v}")
+    return v
+
+
 def _crc32(array_: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(array_).tobytes()) & 0xFFFFFFFF
 
@@ -130,7 +145,12 @@ class DCQWriter:
             raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
         if channels not in (1, 3):
             raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
+        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+            raise InvalidArgumentError(
+                f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
         classes = [str(c) for c in classes]
+        if any("\n" in c or not c for c in classes):
+            raise InvalidArgumentError(f"class names must be non-empty without newlines, got {classes!r}")
         if not classes:
             raise InvalidArgumentError("classes must name at least one class, got an empty list")
         if len(set(classes)) != len(classes):
@@ -167,8 +187,16 @@ class DCQWriter:
         self._h5_tmp: Path | None = None
         encodings = L.PAYLOAD_ENCODINGS if payload_encoding == "auto" else (payload_encoding,)
         self._spools: list[_Spool] = []
-        for enc in encodings:
-            self._spools.append(_Spool(enc, self.path, zstd_level))
+        try:
+            for enc in encodings:
+                self._spools.append(_Spool(enc, self.path, zstd_level))
+        except OSError as exc:
+            for spool in self._spools:
+                spool.discard()
+            self._closed = True
+            raise WriteError(
+                f"cannot create a temporary file beside {str(self.path)!r}: "
+                f"{exc.strerror or exc}") from None
 
     # -- building ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -192,7 +220,7 @@ class DCQWriter:
         """
         self._check_open()
         try:
-            json.dumps(dict(mapping))
+            json.dumps(dict(mapping), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"provenance must be JSON-serialisable: {exc}") from exc
         self._provenance.update(mapping)
@@ -208,14 +236,19 @@ class DCQWriter:
         if not name or "/" in name:
             raise InvalidArgumentError(f"selection name must be non-empty without '/', got {name!r}")
         try:
-            json.dumps(dict(attrs))
+            json.dumps(dict(attrs), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"selection attrs must be JSON-serialisable: {exc}") from exc
-        self._selections[name] = (
-            np.asarray(ranking, dtype="<i8").ravel(),
-            np.asarray(selected, dtype="<i8").ravel(),
-            dict(attrs),
-        )
+        try:
+            rank_arr = np.asarray(ranking, dtype="<i8").ravel()
+            sel_arr = np.asarray(selected, dtype="<i8").ravel()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidArgumentError(f"selection {name!r}: indices must be integers ({exc})") from None
+        if sel_arr.size > 1 and not (np.diff(sel_arr) > 0).all():
+            raise InvalidArgumentError(f"selection {name!r}: selected must be sorted ascending without repeats")
+        if np.unique(rank_arr).size != rank_arr.size:
+            raise InvalidArgumentError(f"selection {name!r}: ranking repeats a sample index")
+        self._selections[name] = (rank_arr, sel_arr, dict(attrs))
 
     def add_sample(
         self,
@@ -251,16 +284,20 @@ class DCQWriter:
             raise InvalidArgumentError(
                 f"sample {len(self)}: index {top} is >= palette_size {self.palette_size}"
             )
-        cluster, label = int(cluster), int(label)
-        if cluster < 0:
-            raise InvalidArgumentError(f"sample {len(self)}: cluster must be >= 0, got {cluster}")
-        if not 0 <= label < len(self.classes):
-            raise InvalidArgumentError(
-                f"sample {len(self)}: label must be in 0..{len(self.classes) - 1}, got {label}"
-            )
+        # Every argument is checked before any state changes, so a refused sample leaves the
+        # writer exactly as it was.
+        cluster = _checked_int("cluster", cluster, 0, L.MAX_CLUSTER, len(self))
+        label = _checked_int("label", label, 0, len(self.classes) - 1, len(self))
+        size_value = -1 if source_size is None else _checked_int(
+            "source_size", source_size, -1, L.MAX_SOURCE_SIZE, len(self))
         packed = pack_indices(idx, self.bits).tobytes()
-        for spool in self._spools:
-            spool.append(packed)
+        try:
+            for spool in self._spools:
+                spool.append(packed)
+        except OSError as exc:  # the spools now disagree: the writer cannot go on
+            self.abort()
+            raise WriteError(f"cannot write the payload of {str(self.path)!r}: "
+                             f"{exc.strerror or exc}") from exc
         f = self._fields
         f["height"].append(h)
         f["width"].append(w)
@@ -269,7 +306,7 @@ class DCQWriter:
         if source_path is not None or source_size is not None:
             self._any_source = True
         self._source_paths.append(path_text)
-        self._source_sizes.append(-1 if source_size is None else int(source_size))
+        self._source_sizes.append(size_value)
         return len(self) - 1
 
     # -- finishing --------------------------------------------------------------------
@@ -279,6 +316,9 @@ class DCQWriter:
             return
         try:
             self._finish()
+        except OSError as exc:  # disk full, permissions: a DcqError, and nothing left behind
+            self.abort()
+            raise WriteError(f"cannot write {str(self.path)!r}: {exc.strerror or exc}") from exc
         except BaseException:
             self.abort()
             raise
