@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -56,7 +58,7 @@ def test_ste_forward_is_hard_backward_flows() -> None:
 def test_refinement_lowers_edge_loss_on_real_images() -> None:
     crops = _crops(data.astronaut(), 3, 40)
     pal = _kmeans_palette(crops, 4)
-    res = refine_palette(crops, pal, steps=12)
+    res = refine_palette(crops, pal, steps=12, keep_psnr=False)  # the objective rule alone
     assert res.accepted
     assert res.edge_loss_after < res.edge_loss_before
     assert res.objective_after < res.objective_before
@@ -107,3 +109,41 @@ def test_batched_refinement_matches_one_at_a_time() -> None:
         assert np.abs(single.palette.astype(int) - b.palette.astype(int)).max() <= 1
         assert b.edge_loss_before == pytest.approx(single.edge_loss_before, rel=1e-5)
         assert b.objective_after <= b.objective_before
+
+
+def _crop_psnr(crops: list[np.ndarray], pal: np.ndarray) -> float:
+    pw = palette_to_working(pal)
+    mse = np.mean([np.mean((pal[assign_image(c, pw)].astype(float) - c) ** 2) for c in crops])
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.mark.parametrize("photo,k", [(data.astronaut, 4), (data.coffee, 2), (data.chelsea, 4),
+                                     (data.rocket, 8)])
+def test_refinement_never_lowers_crop_psnr(photo: Any, k: int) -> None:
+    crops = _crops(photo(), 3, 40)
+    pal = _kmeans_palette(crops, k)
+    res = refine_palette(crops, pal, steps=12)
+    assert res.mse_after <= res.mse_before
+    assert _crop_psnr(crops, res.palette) >= _crop_psnr(crops, pal) - 1e-9
+    assert res.accepted or np.array_equal(res.palette, pal)
+
+
+def test_psnr_rule_rejects_what_the_objective_alone_accepts() -> None:
+    # on these astronaut crops the edge loss drops but the MSE rises: the old rule kept it
+    crops = _crops(data.astronaut(), 3, 40)
+    pal = _kmeans_palette(crops, 4)
+    loose = refine_palette(crops, pal, steps=12, keep_psnr=False)
+    strict = refine_palette(crops, pal, steps=12)
+    assert loose.accepted and loose.mse_after > loose.mse_before
+    assert not strict.accepted and np.array_equal(strict.palette, pal)
+
+
+def test_frozen_entries_never_move() -> None:
+    crops = _crops(data.coffee(), 3, 40)
+    pal = _kmeans_palette(crops, 4)
+    pal[0] = (255, 255, 255)
+    free = refine_palette(crops, pal, steps=10, lr=0.05, keep_psnr=False)
+    fixed = refine_palette(crops, pal, steps=10, lr=0.05, keep_psnr=False, frozen=(0,))
+    assert fixed.accepted and not np.array_equal(fixed.palette[1:], pal[1:])
+    assert np.array_equal(fixed.palette[0], pal[0])
+    assert not np.array_equal(free.palette[0], pal[0])  # it would have moved

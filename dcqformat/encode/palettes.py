@@ -1,11 +1,26 @@
 """Palettes in CIE LAB (METHOD.md §1 step 4) and their sRGB storage form.
 
-- :func:`image_palettes`: per image, weighted k-means (K colours) of its attended pixels in the
-  working space, giving a palette and pixel counts. Images with more than ``max_points`` attended
-  pixels use a seeded uniform subsample of ``max_points`` of them, each weighted so the counts
-  still sum to the number of attended pixels (ours: bounds the cost on large images).
+- :func:`image_palettes`: per image, weighted k-means (K colours) of its selected pixels in the
+  working space, giving a palette and (weighted) pixel counts. The pipeline passes every pixel with
+  weight 1 for the attended ones and a small ``context_weight`` for the rest (ours: attention-only
+  palettes drop flat backgrounds -- 42 % of emoji64's pixels are white -- so the decoded training
+  images get tinted backgrounds the test images do not have), or only the attended pixels when
+  that weight is 0. Images with more than ``max_points`` points use a seeded uniform subsample of
+  ``max_points`` of them, each weighted so the counts still sum to the total weight (ours: bounds
+  the cost on large images).
 - :func:`shared_palettes`: per group (image cluster, or one group for ``palette="global"``),
-  count-weighted k-means (K) over the per-image palettes of its members.
+  count-weighted k-means (K) over the per-image palettes of its members. Optionally one entry is
+  reserved for the group's dominant flat colour (below).
+- :func:`dominant_colours` / :func:`reserved_colours` (ours): the most frequent colour of each
+  image (6-bit-per-channel bins, mean colour of the top bin) and its share of the pixels; a group
+  whose members' dominant colours (same bin) cover at least ``min_share`` of their pixels keeps
+  that colour exactly as one palette entry, and the other K-1 entries come from the count-weighted
+  k-means of the member palette colours farther than ``RESERVE_RADIUS`` (LAB) from it. Without
+  this, the shared k-means averages a white (or black) background with the pale object colours
+  of other members into a tinted colour, so a model trains on tinted backgrounds and is tested
+  on white ones (emoji64: 42 % of pixels are white; see
+  ``benchmarks/results/train_probe_diagnosis.md``). Photos rarely have a colour covering 20 % of
+  their pixels, so for them nothing changes.
 - :func:`palette_to_uint8`: working-space centres -> stored uint8 sRGB (or grey), clipped and
   rounded.
 """
@@ -20,7 +35,12 @@ import torch
 from dcqformat.encode.color import from_working_space
 from dcqformat.encode.kmeans import kmeans, kmeans_batched
 
-__all__ = ["image_palettes", "shared_palettes", "palette_to_uint8"]
+__all__ = ["image_palettes", "shared_palettes", "palette_to_uint8", "dominant_colours",
+           "reserved_colours", "RESERVE_RADIUS"]
+
+RESERVE_RADIUS = 12.0
+"""Member palette colours closer than this (working-space distance: CIE76 ΔE, or L* for grey)
+to a reserved colour are represented by it and left out of the k-means for the other entries."""
 
 
 def _gen_device(generator: torch.Generator | None) -> torch.device:
@@ -31,33 +51,43 @@ def image_palettes(
     points: Sequence[torch.Tensor],
     k: int,
     *,
+    weights: Sequence[torch.Tensor | None] | None = None,
     max_points: int = 4096,
     n_init: int = 1,
     max_iter: int = 30,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One palette per image from its selected working-space pixels ``points[b] [P_b, C]``.
+    """One palette per image from its working-space pixels ``points[b] [P_b, C]``, optionally
+    weighted per pixel by ``weights[b] [P_b]`` (non-negative; None = all 1).
 
-    Returns ``centers [B, k, C]`` and ``counts [B, k]`` (float; sum = P_b per image).
+    Returns ``centers [B, k, C]`` and ``counts [B, k]`` (float; sum = the image's total weight,
+    P_b when unweighted).
     """
     if not points:
         raise ValueError("image_palettes needs at least one image")
+    if weights is not None and len(weights) != len(points):
+        raise ValueError(f"image_palettes got {len(points)} point sets but {len(weights)} weight sets")
     dev = points[0].device
     c = points[0].shape[1]
     sel: list[torch.Tensor] = []
-    wts: list[float] = []
-    for p in points:
+    wts: list[torch.Tensor] = []
+    for b, p in enumerate(points):
         n = p.shape[0]
-        if n == 0:
+        pw = None if weights is None else weights[b]
+        if pw is None:
+            pw = torch.ones(n, dtype=torch.float32, device=dev)
+        elif pw.shape != (n,):
+            raise ValueError(f"weights[{b}] has shape {tuple(pw.shape)}, expected ({n},)")
+        if n == 0 or float(pw.sum()) <= 0:
             raise ValueError("an image contributed no pixels to its palette")
         if n > max_points:
             pick = torch.randperm(n, generator=generator, device=_gen_device(generator))
             pick = pick[:max_points].sort().values.to(dev)
             sel.append(p[pick])
-            wts.append(n / max_points)
+            wts.append(pw.to(dev, torch.float32)[pick] * (n / max_points))
         else:
             sel.append(p)
-            wts.append(1.0)
+            wts.append(pw.to(dev, torch.float32))
     pmax = max(s.shape[0] for s in sel)
     x = torch.zeros(len(sel), pmax, c, dtype=torch.float32, device=dev)
     w = torch.zeros(len(sel), pmax, dtype=torch.float32, device=dev)
@@ -78,12 +108,16 @@ def shared_palettes(
     *,
     n_init: int = 4,
     generator: torch.Generator | None = None,
+    reserved: torch.Tensor | None = None,
+    has_reserved: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Count-weighted k-means over the per-image palettes of each group.
 
     ``palettes [N, K', C]``, ``counts [N, K']``, ``groups [N]`` (0..n_groups-1) ->
     ``[n_groups, k, C]``. An empty group gets the palette of all images (it is never used by a
-    sample, but the file still stores one palette per cluster).
+    sample, but the file still stores one palette per cluster). Where ``has_reserved[g]``, entry 0
+    is ``reserved[g]`` (working space) and entries 1..k-1 come from the member colours farther
+    than :data:`RESERVE_RADIUS` from it (all member colours when none is).
     """
     n, kk, c = palettes.shape
     out = torch.empty(n_groups, k, c, dtype=palettes.dtype, device=palettes.device)
@@ -95,8 +129,62 @@ def shared_palettes(
         wts = counts[members].reshape(-1)
         if float(wts.sum()) <= 0:
             wts = torch.ones_like(wts)
-        out[g] = kmeans(pts, k, weights=wts, n_init=n_init, generator=generator).centers
+        if reserved is None or has_reserved is None or not bool(has_reserved[g]) or k < 2:
+            out[g] = kmeans(pts, k, weights=wts, n_init=n_init, generator=generator).centers
+            continue
+        res = reserved[g].to(pts)
+        far = ((pts - res) ** 2).sum(-1) > RESERVE_RADIUS**2
+        if bool(far.any()) and float(wts[far].sum()) > 0:
+            pts, wts = pts[far], wts[far]
+        out[g, 0] = res
+        out[g, 1:] = kmeans(pts, k - 1, weights=wts, n_init=n_init, generator=generator).centers
     return out
+
+
+def dominant_colours(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equal-size uint8 ``[B, H, W, 3]`` -> per image the bin key (int64; 6 bits per channel),
+    the mean uint8 colour ``[B, 3]`` and the pixel share (float64) of its most frequent bin
+    (ties: the lowest key)."""
+    b = images.shape[0]
+    px = images.reshape(b, -1, 3).astype(np.int64)
+    keys = ((px[..., 0] >> 2) << 12) | ((px[..., 1] >> 2) << 6) | (px[..., 2] >> 2)
+    out_key = np.empty(b, np.int64)
+    out_rgb = np.empty((b, 3), np.uint8)
+    share = np.empty(b, np.float64)
+    for i in range(b):
+        uniq, inv, cnt = np.unique(keys[i], return_inverse=True, return_counts=True)
+        top = int(np.argmax(cnt))
+        out_key[i] = uniq[top]
+        out_rgb[i] = np.round(px[i][inv.reshape(-1) == top].mean(0)).astype(np.uint8)
+        share[i] = cnt[top] / keys.shape[1]
+    return out_key, out_rgb, share
+
+
+def reserved_colours(
+    keys: np.ndarray, rgb: np.ndarray, share: np.ndarray, groups: np.ndarray, n_groups: int,
+    min_share: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, the dominant colour to reserve (module docstring): uint8 ``[n_groups, 3]`` and
+    bool ``[n_groups]`` (whether the group has one). The colour is the share-weighted mean of the
+    members' dominant colours in the winning bin; the bin wins with the largest summed share, and
+    is kept when that sum divided by the group size is at least ``min_share``."""
+    out = np.zeros((n_groups, 3), np.uint8)
+    has = np.zeros(n_groups, bool)
+    for g in range(n_groups):
+        m = np.flatnonzero(groups == g)
+        if len(m) == 0:
+            continue
+        uniq, inv = np.unique(keys[m], return_inverse=True)
+        inv = inv.reshape(-1)
+        tot = np.bincount(inv, weights=share[m], minlength=len(uniq))
+        top = int(np.argmax(tot))
+        if tot[top] / len(m) < min_share:
+            continue
+        sel = m[inv == top]
+        wsel = share[sel][:, None]
+        out[g] = np.round((rgb[sel].astype(np.float64) * wsel).sum(0) / wsel.sum()).astype(np.uint8)
+        has[g] = True
+    return out, has
 
 
 def palette_to_uint8(centers: torch.Tensor) -> np.ndarray:

@@ -14,9 +14,14 @@ estimator, the gradient of the soft assignment ``softmax(−d/τ)`` in the backw
 
 Ours: the objective adds ``λ · MSE(x, x̂)`` (default λ = 1) because the Sobel response is blind to
 a shift of every colour by the same amount, so EL alone lets the palette drift away from the
-image colours; and the refined palette (after rounding to uint8 and re-assigning) is kept only if
-it lowers that objective on the refinement images, so refinement never makes a palette worse on
-the images it saw. Indices are re-assigned with the refined palette afterwards by the caller.
+image colours. The refined palette (after rounding to uint8 and re-assigning) is kept only if
+it lowers that objective on the refinement images AND, with ``keep_psnr=True`` (the default),
+does not raise their MSE (lower their PSNR): with the objective alone, refinement was accepted on
+nearly every palette while pulling background colours away from pure white on emoji64 and
+lowering PSNR by 0.5 dB, without helping a model trained on the result (see
+``benchmarks/results/train_probe_diagnosis.md``). So refinement never makes a palette worse on
+the images it saw, by either measure. Indices are re-assigned with the refined palette afterwards
+by the caller.
 """
 
 from __future__ import annotations
@@ -79,8 +84,9 @@ def quantize_ste(
 
 @dataclass
 class RefineResult:
-    """``palette`` uint8 ``[K, C]``; objective / edge loss before and after (after = of the
-    returned palette, hard assignment); ``accepted``: whether the refined palette was kept."""
+    """``palette`` uint8 ``[K, C]``; objective / edge loss / MSE (of [0, 1] pixels) before and
+    after (after = of the returned palette, hard assignment); ``accepted``: whether the refined
+    palette was kept."""
 
     palette: np.ndarray
     edge_loss_before: float
@@ -88,6 +94,8 @@ class RefineResult:
     objective_before: float
     objective_after: float
     accepted: bool
+    mse_before: float = 0.0
+    mse_after: float = 0.0
 
 
 _Prepared = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -113,11 +121,12 @@ def _objective(
     tau: float,
     rec_weight: float,
     channel_weights: Sequence[float] | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image-averaged (edge loss, objective) with the straight-through quantizer."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image-averaged (edge loss, objective, MSE) with the straight-through quantizer."""
     n = sum(x.shape[0] for x, _, _ in prepared)
     el_total = torch.zeros((), device=palette.device)
     obj_total = torch.zeros((), device=palette.device)
+    rec_total = torch.zeros((), device=palette.device)
     for x, xw, sx in prepared:
         b, c, h, w = x.shape
         xh, _ = quantize_ste(xw, palette, tau)
@@ -126,7 +135,8 @@ def _objective(
         rec = ((x - xh) ** 2).mean()
         el_total = el_total + el * (b / n)
         obj_total = obj_total + (el + rec_weight * rec) * (b / n)
-    return el_total, obj_total
+        rec_total = rec_total + rec * (b / n)
+    return el_total, obj_total, rec_total
 
 
 def evaluate(
@@ -139,13 +149,29 @@ def evaluate(
 ) -> tuple[float, float]:
     """(edge loss, objective) of a uint8 palette on uint8 ``[H, W, C]`` images, hard assignment,
     averaged over images."""
-    dev = torch.device(device)
+    el, obj, _ = _score(images, palette, rec_weight, channel_weights, torch.device(device))
+    return el, obj
+
+
+def _score(
+    images: Sequence[np.ndarray],
+    palette: np.ndarray,
+    rec_weight: float,
+    channel_weights: Sequence[float] | None,
+    dev: torch.device,
+) -> tuple[float, float, float]:
+    """(edge loss, objective, MSE) of a uint8 palette, hard assignment."""
     if not images:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     pal = torch.as_tensor(np.asarray(palette), device=dev).float() / 255.0
     with torch.no_grad():
-        el, obj = _objective(_prep(images, dev), pal, 1.0, rec_weight, channel_weights)
-    return float(el), float(obj)
+        el, obj, rec = _objective(_prep(images, dev), pal, 1.0, rec_weight, channel_weights)
+    return float(el), float(obj), float(rec)
+
+
+def _keep(obj0: float, obj1: float, mse0: float, mse1: float, keep_psnr: bool) -> bool:
+    """Whether a refined palette replaces the original (module docstring)."""
+    return obj1 < obj0 and (not keep_psnr or mse1 <= mse0)
 
 
 def refine_palette(
@@ -157,34 +183,38 @@ def refine_palette(
     tau: float = 25.0,
     rec_weight: float = 1.0,
     channel_weights: Sequence[float] | None = None,
+    keep_psnr: bool = True,
+    frozen: Sequence[int] = (),
     device: torch.device | str = "cpu",
 ) -> RefineResult:
     """Refine a uint8 ``[K, C]`` palette on uint8 ``[H, W, C]`` images (see the module docstring).
+    Entries listed in ``frozen`` (e.g. a reserved background colour) never move.
 
     Deterministic (no randomness; fixed iteration count).
     """
     dev = torch.device(device)
     pal0 = np.asarray(palette, dtype=np.uint8)
-    el0, obj0 = evaluate(images, pal0, rec_weight=rec_weight, channel_weights=channel_weights,
-                         device=dev)
+    el0, obj0, mse0 = _score(images, pal0, rec_weight, channel_weights, dev)
     if steps <= 0 or not images:
-        return RefineResult(pal0, el0, el0, obj0, obj0, False)
+        return RefineResult(pal0, el0, el0, obj0, obj0, False, mse0, mse0)
     prepared = _prep(images, dev)
     p = torch.nn.Parameter(torch.as_tensor(pal0, device=dev).float() / 255.0)
     opt = torch.optim.Adam([p], lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        _, total = _objective(prepared, p.clamp(0.0, 1.0), tau, rec_weight, channel_weights)
+        _, total, _ = _objective(prepared, p.clamp(0.0, 1.0), tau, rec_weight, channel_weights)
         total.backward()
+        if frozen and p.grad is not None:
+            p.grad[list(frozen)] = 0.0  # Adam moves an entry with zero gradient history by 0
         opt.step()
         with torch.no_grad():
             p.clamp_(0.0, 1.0)
     pal1 = torch.round(p.detach() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    el1, obj1 = evaluate(images, pal1, rec_weight=rec_weight, channel_weights=channel_weights,
-                         device=dev)
-    if obj1 < obj0:
-        return RefineResult(pal1, el0, el1, obj0, obj1, True)
-    return RefineResult(pal0, el0, el0, obj0, obj0, False)
+    pal1[list(frozen)] = pal0[list(frozen)]
+    el1, obj1, mse1 = _score(images, pal1, rec_weight, channel_weights, dev)
+    if _keep(obj0, obj1, mse0, mse1, keep_psnr):
+        return RefineResult(pal1, el0, el1, obj0, obj1, True, mse0, mse1)
+    return RefineResult(pal0, el0, el0, obj0, obj0, False, mse0, mse0)
 
 
 def _batched_objective(
@@ -195,8 +225,8 @@ def _batched_objective(
     tau: float,
     rec_weight: float,
     channel_weights: Sequence[float] | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-problem (edge loss ``[G]``, objective ``[G]``): image ``x[g]`` with palette ``g``."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-problem (edge loss, objective, MSE), each ``[G]``: image ``x[g]`` with palette ``g``."""
     g, c, h, w = x.shape
     pw = to_working_space(palettes)  # [G, K, C]
     d = sq_distances(xw, pw)  # [G, HW, K]
@@ -209,7 +239,7 @@ def _batched_objective(
           else torch.as_tensor(channel_weights, dtype=torch.float32)).to(x.device, x.dtype)
     el = (((sx - sobel(xh)) ** 2).mean(dim=(2, 3, 4)) * cw).sum(1)
     rec = ((x - xh) ** 2).mean(dim=(1, 2, 3))
-    return el, el + rec_weight * rec
+    return el, el + rec_weight * rec, rec
 
 
 def refine_palettes_batched(
@@ -221,6 +251,7 @@ def refine_palettes_batched(
     tau: float = 25.0,
     rec_weight: float = 1.0,
     channel_weights: Sequence[float] | None = None,
+    keep_psnr: bool = True,
     device: torch.device | str = "cpu",
 ) -> list[RefineResult]:
     """Refine G independent palettes at once, palette ``g`` (uint8 ``[G, K, C]``) on image
@@ -237,33 +268,38 @@ def refine_palettes_batched(
     xw = to_working_space(imgs.reshape(g, h * w, c))
     sx = sobel(x)
 
-    def score(pal_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def score(pal_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pal = torch.as_tensor(pal_u8, device=dev).float() / 255.0
         with torch.no_grad():
-            el, obj = _batched_objective(x, xw, sx, pal, 1.0, rec_weight, channel_weights)
-        return el.cpu().numpy().astype(np.float64), obj.cpu().numpy().astype(np.float64)
+            res = _batched_objective(x, xw, sx, pal, 1.0, rec_weight, channel_weights)
+        el, obj, rec = (t.cpu().numpy().astype(np.float64) for t in res)
+        return el, obj, rec
 
-    el0, obj0 = score(pal0)
+    el0, obj0, mse0 = score(pal0)
+
+    def kept(i: int) -> RefineResult:
+        return RefineResult(pal0[i], float(el0[i]), float(el0[i]), float(obj0[i]), float(obj0[i]),
+                            False, float(mse0[i]), float(mse0[i]))
+
     if steps <= 0 or g == 0:
-        return [RefineResult(pal0[i], float(el0[i]), float(el0[i]), float(obj0[i]), float(obj0[i]),
-                             False) for i in range(g)]
+        return [kept(i) for i in range(g)]
     p = torch.nn.Parameter(torch.as_tensor(pal0, device=dev).float() / 255.0)
     opt = torch.optim.Adam([p], lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        _, obj = _batched_objective(x, xw, sx, p.clamp(0.0, 1.0), tau, rec_weight, channel_weights)
+        _, obj, _ = _batched_objective(x, xw, sx, p.clamp(0.0, 1.0), tau, rec_weight,
+                                       channel_weights)
         obj.sum().backward()
         opt.step()
         with torch.no_grad():
             p.clamp_(0.0, 1.0)
     pal1 = torch.round(p.detach() * 255.0).clamp(0, 255).to(torch.uint8).cpu().numpy()
-    el1, obj1 = score(pal1)
+    el1, obj1, mse1 = score(pal1)
     out = []
     for i in range(g):
-        if obj1[i] < obj0[i]:
+        if _keep(float(obj0[i]), float(obj1[i]), float(mse0[i]), float(mse1[i]), keep_psnr):
             out.append(RefineResult(pal1[i], float(el0[i]), float(el1[i]), float(obj0[i]),
-                                    float(obj1[i]), True))
+                                    float(obj1[i]), True, float(mse0[i]), float(mse1[i])))
         else:
-            out.append(RefineResult(pal0[i], float(el0[i]), float(el0[i]), float(obj0[i]),
-                                    float(obj0[i]), False))
+            out.append(kept(i))
     return out
