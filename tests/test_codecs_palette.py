@@ -62,6 +62,32 @@ def test_decode_matches_reference(
     np.testing.assert_array_equal(out2, expected)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    bits=st.sampled_from([1, 2, 4]),
+    n=st.sampled_from([8192, 8200, 16384, 16392, 16385, 50176]),
+    ch=st.sampled_from([1, 3]),
+    planar=st.booleans(),
+    full_palette=st.booleans(),
+    misalign=st.integers(0, 7),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_byte_table_path_matches_reference(
+    bits: int, n: int, ch: int, planar: bool, full_palette: bool, misalign: int, seed: int
+) -> None:
+    """Large images at q = 1, 2, 4 take the byte-table kernel (whole words per packed byte),
+    also into an output that starts at an odd address inside a bigger buffer."""
+    rng = np.random.default_rng(seed)
+    n_colors = 1 << bits if full_palette else int(rng.integers(1, (1 << bits) + 1))
+    idx, packed, palette = random_sample(rng, n, bits, n_colors, ch)
+    expected, expected_bad = decode_ref(packed, bits, n, palette, planar)
+    buf = np.full(n * ch + 16, 0xAB, dtype=np.uint8)
+    out = buf[misalign:misalign + n * ch]
+    assert _decode_kernel(packed, bits, n, palette, out, planar) == expected_bad
+    np.testing.assert_array_equal(out, expected)
+    assert (buf[:misalign] == 0xAB).all() and (buf[misalign + n * ch:] == 0xAB).all()
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("ch", [1, 3])
 def test_decode_image_shapes(bits: int, ch: int) -> None:
