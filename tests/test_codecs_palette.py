@@ -64,8 +64,8 @@ def test_decode_matches_reference(
 
 @settings(max_examples=40, deadline=None)
 @given(
-    bits=st.sampled_from([1, 2, 4]),
-    n=st.sampled_from([8192, 8200, 16384, 16392, 16385, 50176]),
+    bits=st.sampled_from([1, 2, 4, 8]),
+    n=st.sampled_from([1, 3, 5, 784, 8192, 8200, 16384, 16392, 16385, 50176]),
     ch=st.sampled_from([1, 3]),
     planar=st.booleans(),
     full_palette=st.booleans(),
@@ -75,8 +75,9 @@ def test_decode_matches_reference(
 def test_byte_table_path_matches_reference(
     bits: int, n: int, ch: int, planar: bool, full_palette: bool, misalign: int, seed: int
 ) -> None:
-    """Large images at q = 1, 2, 4 take the byte-table kernel (whole words per packed byte),
-    also into an output that starts at an odd address inside a bigger buffer."""
+    """Large images at q = 1, 2, 4 take the byte-table kernel (whole words per packed byte) and
+    q = 8 the word-store kernels, also into an output that starts at an odd address inside a
+    bigger buffer."""
     rng = np.random.default_rng(seed)
     n_colors = 1 << bits if full_palette else int(rng.integers(1, (1 << bits) + 1))
     idx, packed, palette = random_sample(rng, n, bits, n_colors, ch)

@@ -476,6 +476,65 @@ def _c1_qx(packed, bits, n_pixels, palette, out):  # type: ignore[no-untyped-def
     return bad
 
 
+@njit(cache=True, nogil=True)
+def _q8_count_bad(packed, n_pixels, n_colors):  # type: ignore[no-untyped-def]
+    bad = 0
+    if n_colors < 256:
+        for p in range(n_pixels):
+            bad += packed[p] >= n_colors
+    return bad
+
+
+@njit(cache=True, nogil=True)
+def _hwc3_q8_words(packed, bits, n_pixels, palette, out):  # type: ignore[no-untyped-def]
+    """q = 8, interleaved RGB: four pixels (12 bytes) become three little-endian uint32 stores
+    built from a 256-entry RGB-word table (indices >= K map to zero words); ~2x faster than
+    three byte stores per pixel. Returns the number of indices >= K."""
+    n_colors = palette.shape[0]
+    rgb = np.zeros(256, np.uint32)
+    for k in range(n_colors):
+        rgb[k] = (np.uint32(palette[k, 0]) | (np.uint32(palette[k, 1]) << np.uint32(8))
+                  | (np.uint32(palette[k, 2]) << np.uint32(16)))
+    n4 = n_pixels // 4
+    w = out[: n4 * 12].view(np.uint32)
+    for i in range(n4):
+        a = rgb[packed[4 * i]]
+        b = rgb[packed[4 * i + 1]]
+        c = rgb[packed[4 * i + 2]]
+        d = rgb[packed[4 * i + 3]]
+        w[3 * i] = a | (b << np.uint32(24))
+        w[3 * i + 1] = (b >> np.uint32(8)) | (c << np.uint32(16))
+        w[3 * i + 2] = (c >> np.uint32(16)) | (d << np.uint32(8))
+    for p in range(n4 * 4, n_pixels):
+        v = rgb[packed[p]]
+        out[3 * p] = v & np.uint32(255)
+        out[3 * p + 1] = (v >> np.uint32(8)) & np.uint32(255)
+        out[3 * p + 2] = v >> np.uint32(16)
+    return _q8_count_bad(packed, n_pixels, n_colors)
+
+
+@njit(cache=True, nogil=True)
+def _chw3_q8_words(packed, bits, n_pixels, palette, out):  # type: ignore[no-untyped-def]
+    """q = 8, planar RGB: per channel, four pixels become one little-endian uint32 store from
+    a 256-entry channel table (indices >= K map to zero). Returns the number of indices >= K."""
+    n_colors = palette.shape[0]
+    table = np.zeros((3, 256), np.uint32)
+    for k in range(n_colors):
+        for c in range(3):
+            table[c, k] = palette[k, c]
+    n4 = n_pixels // 4
+    for c in range(3):
+        base = c * n_pixels
+        tc = table[c]
+        w = out[base: base + n4 * 4].view(np.uint32)
+        for i in range(n4):
+            w[i] = (tc[packed[4 * i]] | (tc[packed[4 * i + 1]] << np.uint32(8))
+                    | (tc[packed[4 * i + 2]] << np.uint32(16)) | (tc[packed[4 * i + 3]] << np.uint32(24)))
+        for p in range(n4 * 4, n_pixels):
+            out[base + p] = tc[packed[p]]
+    return _q8_count_bad(packed, n_pixels, n_colors)
+
+
 #: Byte-table decoding pays for building its 256-entry table (~10-25 µs) from this many pixels
 #: on (measured at 32-224 px: per-pixel unpacking costs ~2 ns planar, ~1 ns interleaved).
 _TABLE_MIN_PIXELS_PLANAR = 8192
@@ -581,6 +640,8 @@ def _decode_kernel(packed, bits, n_pixels, palette, out, planar):  # type: ignor
     if ch == 3:
         if planar:
             if bits == 8:
+                if _LITTLE_ENDIAN:
+                    return _chw3_q8_words(packed, bits, n_pixels, palette, out)
                 return _chw3_q8(packed, bits, n_pixels, palette, out)
             if bits == 4:
                 bad = _chw3_q4(packed, bits, n_pixels, palette, out)
@@ -594,6 +655,8 @@ def _decode_kernel(packed, bits, n_pixels, palette, out, planar):  # type: ignor
             cs = n_pixels
         else:
             if bits == 8:
+                if _LITTLE_ENDIAN:
+                    return _hwc3_q8_words(packed, bits, n_pixels, palette, out)
                 return _hwc3_q8(packed, bits, n_pixels, palette, out)
             if bits == 4:
                 bad = _hwc3_q4(packed, bits, n_pixels, palette, out)
