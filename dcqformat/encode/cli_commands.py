@@ -39,6 +39,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         device=args.device, seed=args.seed, max_side=args.max_side, background=args.background,
         on_error=args.on_error, payload_encoding=args.encoding, progress=not args.quiet,
         epochs=args.epochs, overwrite=args.force, threads=args.threads, workers=args.workers,
+        coreset=args.coreset, dedup=args.dedup, keep_all=args.keep_all,
         log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
     )
     if args.json:
@@ -107,6 +108,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on the CPU: small tensors, "
                    "output independent of the core count)")
     p.add_argument("--workers", type=int, default=None, help="image-decoding threads (default min(4, CPUs))")
+    p.add_argument("--coreset", default=None, metavar="METHOD:RATIO",
+                   help="keep RATIO of every class: bgfdq, semred, el2n or random (e.g. bgfdq:0.3); "
+                   "stored as a named selection with a best-first ranking")
+    p.add_argument("--dedup", default=None, metavar="HASH:T[:flip]",
+                   help="drop near-duplicates first: phash, ahash, dhash or whash within Hamming "
+                   "distance T (e.g. phash:8; ':flip' also matches mirrored copies)")
+    p.add_argument("--keep-all", action="store_true",
+                   help="store every image; --coreset/--dedup then only add selections")
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

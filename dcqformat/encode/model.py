@@ -281,6 +281,7 @@ def train_proxy(
     widths: Sequence[int] = (16, 32, 64),
     progress: bool = False,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_epoch_model: Callable[[int, nn.Module], None] | None = None,
 ) -> TaskModel:
     """Train a :class:`ProxyNet` on ``images`` (uint8 ``[N, C, r, r]``, all the same size) and
     ``labels`` (``[N]`` int); return it as an eval-mode :class:`TaskModel` with
@@ -289,6 +290,8 @@ def train_proxy(
     AdamW (weight decay 1e-4) with a cosine learning-rate schedule, random horizontal flips and
     random shifts of up to r/8 pixels (one shift per batch, reflect padding). All randomness comes from ``seed``; on
     the CPU the result is bit-for-bit reproducible.
+    ``on_epoch(epoch, mean_loss)`` and ``on_epoch_model(epoch, net)`` are called after every
+    epoch (the net in train mode; a callback that keeps it must copy it, and must not change it).
     """
     if images.ndim != 4 or images.dtype != torch.uint8:
         raise InvalidArgumentError(f"images must be uint8 [N, C, H, W], got {images.dtype} "
@@ -342,6 +345,8 @@ def train_proxy(
                 bar.update(1)
             if on_epoch is not None:
                 on_epoch(epoch, running / steps_per_epoch)
+            if on_epoch_model is not None:  # e.g. snapshot the net early for EL2N scores
+                on_epoch_model(epoch, net)
             bar.set_postfix(loss=f"{running / max(1, steps_per_epoch):.3f}")
     finally:
         bar.close()

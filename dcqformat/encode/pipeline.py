@@ -53,11 +53,13 @@ from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model,
 from dcqformat.encode.palettes import image_palettes, palette_to_uint8, shared_palettes
 from dcqformat.encode.refine import refine_palette, refine_palettes_batched
 from dcqformat.encode.scan import FolderListing, SourceEntry, scan_image_folder
+from dcqformat.encode.selection_stage import SelectionPlan, SelectionStage, summary_lines
 from dcqformat.errors import InputImageError, InvalidArgumentError
 
 __all__ = ["convert", "ConvertSummary", "STAGES"]
 
-STAGES = ("scan", "sample", "train", "analyse", "cluster", "palettes", "refine", "write")
+STAGES = ("scan", "sample", "train", "analyse", "cluster", "palettes", "select", "refine",
+          "write")
 PALETTE_MODES = ("cluster", "image", "global")
 
 # Independent random streams derived from the one seed.
@@ -87,6 +89,7 @@ class ConvertSummary:
     device: str
     model: dict[str, Any]
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # dedup / coreset (selection_stage)
 
     @property
     def total_seconds(self) -> float:
@@ -115,6 +118,7 @@ class ConvertSummary:
             lines.extend(f"    {s['path']}: {s['error']}" for s in self.skipped[:20])
             if len(self.skipped) > 20:
                 lines.append(f"    ... and {len(self.skipped) - 20} more (see the provenance)")
+        lines.extend(summary_lines(self.selection))
         times = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
         lines.append(f"  time {self.total_seconds:.2f}s on {self.device}: {times}")
         return "\n".join(lines)
@@ -283,6 +287,9 @@ def convert(
     max_pixels: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    coreset: str | None = None,
+    dedup: str | None = None,
+    keep_all: bool = False,
 ) -> ConvertSummary:
     """Convert the ImageFolder ``src`` into the ``.dcq`` file ``dst``.
 
@@ -301,6 +308,12 @@ def convert(
     little and, on a busy machine, cost up to 8x in spin-waiting; one thread also makes the
     output independent of the core count); ``workers``: image-decoding threads (default
     min(4, CPUs)).
+
+    Dataset-level compression (METHOD.md §2, :mod:`dcqformat.encode.selection_stage`):
+    ``dedup`` ``"phash:T"`` (also ahash/dhash/whash; ``":flip"`` matches mirrored copies) drops
+    near-duplicates, then ``coreset`` ``"bgfdq:R"`` / ``"semred:R"`` / ``"el2n:R"`` /
+    ``"random:R"`` keeps a fraction R of the rest; both are stored as named selections, and
+    only the final selection's images are written unless ``keep_all``.
 
     Returns a :class:`ConvertSummary`. Raises :class:`~dcqformat.errors.InputImageError` for an
     unreadable image (``on_error="fail"``) and
@@ -333,6 +346,7 @@ def convert(
         threads = 1
     k = 1 << bits
     say = log or (lambda _m: None)
+    sel_stage = SelectionStage.from_args(coreset, dedup, keep_all, seed)
 
     src_path = Path(src)
     dst_path = Path(dst)
@@ -346,7 +360,7 @@ def convert(
 
     timer = _Timer()
     need_features = palette == "cluster" and clusters > 1
-    need_model = need_features or attention
+    need_model = need_features or attention or sel_stage.needs_model
     skipped: dict[int, str] = {}
 
     def fail_or_skip(pos: int, err: InputImageError) -> None:
@@ -368,6 +382,7 @@ def convert(
         model_identity: dict[str, Any] = {"kind": "none (not needed by these settings)"}
         if need_model:
             task = resolve_task_model(model)
+            sel_stage.check_epochs(epochs, task is None)
             if task is None:
                 with timer.stage("sample"):
                     gen = _generator(seed, _S_SAMPLE, torch.device("cpu"))
@@ -400,7 +415,7 @@ def convert(
                 with timer.stage("train"):
                     task = train_proxy(
                         timgs, torch.tensor(tlabels), n_classes, epochs=epochs, seed=seed,
-                        device=dev, progress=progress,
+                        device=dev, progress=progress, on_epoch_model=sel_stage.epoch_hook(),
                     )
                     del timgs
             task.to(dev)
@@ -436,6 +451,9 @@ def convert(
                         logits, shallow, last = task.forward_maps(x)
                         if need_features:
                             feats.append(pooled_features(shallow).cpu().numpy())
+                        if sel_stage.needs_model:
+                            sel_stage.observe_model(x, logits, last,
+                                                    [entries[p].label for p, _ in batch], n_classes)
                         if attention:
                             labels = torch.tensor([entries[p].label for p, _ in batch])
                             if logits.shape[1] == n_classes:
@@ -444,6 +462,7 @@ def convert(
                                 target_rule = "predicted"
                                 targets = logits.detach().argmax(1).cpu()
                             cams = compute_cams(logits, last, targets).detach()
+                sel_stage.observe_images(arrs)
                 points: list[torch.Tensor | None] = [None] * len(arrs)
                 for shape, members in _by_shape(arrs).items():
                     stack = np.stack([to_channels(arrs[i], 3) for i in members])
@@ -520,6 +539,18 @@ def convert(
                 pal_u8 = palette_to_uint8(shared)
             pal_u8 = np.ascontiguousarray(pal_u8)
 
+        # -------------------------------------------------------------- select (dedup, coreset)
+        plan: SelectionPlan | None = None
+        with timer.stage("select"):
+            if sel_stage.active:
+                plan = sel_stage.select(np.array([entries[p].label for p in ok_positions]),
+                                        [entries[p].relpath for p in ok_positions],
+                                        model_identity, dev)
+                groups, pal_u8 = plan.compact(groups, pal_u8)
+                n_groups = int(pal_u8.shape[0])
+                say(f"selection: {n} readable -> {len(plan.stored)} stored")
+        write_at = plan.stored.tolist() if plan is not None else list(range(n))
+
         # -------------------------------------------------------------- refine
         refine_stats: dict[str, float] = {"palettes_refined": 0, "palettes_improved": 0,
                                           "edge_loss_before": 0.0, "edge_loss_after": 0.0}
@@ -565,7 +596,7 @@ def convert(
                                   zstd_level)
             with writer as w:
                 pal_w = palette_to_working(pal_u8, dev) if palette != "image" else None
-                bar = tqdm(total=n, desc="write", unit="img", disable=not progress, leave=False)
+                bar = tqdm(total=len(write_at), desc="write", unit="img", disable=not progress, leave=False)
                 pending: list[tuple[int, int, np.ndarray]] = []
 
                 def write_pending() -> None:
@@ -600,7 +631,8 @@ def convert(
                     bar.update(len(pending))
                     pending.clear()
 
-                for i, (pos, got) in enumerate(_load_many(entries, ok_positions, opts, workers)):
+                stream = _load_many(entries, [ok_positions[i] for i in write_at], opts, workers)
+                for i, (pos, got) in zip(write_at, stream, strict=True):
                     entry = entries[pos]
                     if isinstance(got, InputImageError):
                         raise InputImageError(f"{got} (it was readable earlier: did the source "
@@ -655,6 +687,9 @@ def convert(
                         "psnr_min_db": float(np.min(psnrs)),
                     },
                 }
+                if plan is not None:
+                    plan.add_to(w)
+                    prov["selection"] = plan.summary
                 w.set_provenance(prov)
         file_bytes = dst_path.stat().st_size
         timer.seconds["write"] -= refine_in_write[0]
@@ -662,7 +697,7 @@ def convert(
 
     summary = ConvertSummary(
         path=str(dst_path),
-        images=n,
+        images=len(write_at),
         skipped=prov["skipped"],
         classes=n_classes,
         bits=bits,
@@ -679,5 +714,6 @@ def convert(
         device=str(dev),
         model=model_identity,
         stage_seconds={s: round(timer.seconds[s], 4) for s in STAGES if s in timer.seconds},
+        selection=plan.summary if plan is not None else {},
     )
     return summary

@@ -82,6 +82,47 @@ def _human(n: float) -> str:
     return f"{n:.2f} GiB"
 
 
+def _short(value: Any, limit: int = 100) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _selection_lines(name: str, sel: dict[str, Any], samples: int, classes: list[str]) -> list[str]:
+    """Text lines for one stored selection: size, method, seed, model, parameters, per-class
+    counts and, for a de-duplication, its groups and cross-class conflicts."""
+    size = sel.get("size", 0)
+    head = f"  selection {name}: {size} of {samples} samples"
+    if "method" in sel:
+        head += f", method {sel['method']}, seed {sel.get('seed')}"
+    if sel.get("model_identity"):
+        head += f", model {_short(sel['model_identity'], 40)}"
+    lines = [head]
+    counts = sel.get("per_class_counts")
+    if isinstance(counts, dict):
+        def cname(k: str) -> str:
+            return classes[int(k)] if k.isdigit() and int(k) < len(classes) else k
+        lines.append("    per class: " + ", ".join(f"{cname(str(k))} {v}" for k, v in counts.items()))
+    params = sel.get("params")
+    if isinstance(params, dict) and params:
+        first = [k for k in ("ratio", "hash", "threshold", "mirror_invariant", "k", "candidates")
+                 if k in params]
+        keys = first + [k for k in params if k not in first]
+        lines.append("    params: " + _short(", ".join(f"{k}={params[k]}" for k in keys), 200))
+    groups = sel.get("groups")
+    if isinstance(groups, list):
+        members = sum(len(g.get("members", [])) for g in groups if isinstance(g, dict))
+        conflicts = [g for g in groups if isinstance(g, dict) and g.get("conflict")]
+        lines.append(f"    duplicate groups: {len(groups)} ({members} images), cross-class "
+                     f"conflicts: {len(conflicts)}")
+        for g in conflicts[:10]:
+            who = ", ".join(f"{m} [{classes[c] if 0 <= c < len(classes) else c}]"
+                            for m, c in zip(g.get("members", []), g.get("labels", []), strict=False))
+            lines.append(f"      conflict: {_short(who, 200)}; kept {', '.join(g.get('kept', []))}")
+        if len(conflicts) > 10:
+            lines.append(f"      ... and {len(conflicts) - 10} more conflicts (info --json lists all)")
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
     """Render the report dict as the human-readable text of ``dcqformat info``."""
     r = report
@@ -111,7 +152,7 @@ def format_report(report: dict[str, Any]) -> str:
     sizes = ", ".join(f"{k} ×{v}" for k, v in r["image_sizes"].items())
     lines.append(f"  image sizes ({r['distinct_image_sizes']} distinct): {sizes}")
     for name, sel in r["selections"].items():
-        lines.append(f"  selection {name}: {sel}")
+        lines.extend(_selection_lines(name, sel, r["samples"], list(r["images_per_class"])))
     if r["provenance"]:
         params = r["provenance"].get("parameters", {k: v for k, v in r["provenance"].items()
                                                     if not isinstance(v, (list, dict))})

@@ -15,6 +15,11 @@
   members (ties to the lowest index). A group whose members carry different labels is a label
   conflict: it is reported in ``conflicts`` and keeps one medoid *per label* (the medoid among
   that label's members) instead of silently merging classes.
+* Mirrored copies (ours): perceptual hashes are not flip-invariant. With ``mirror_hashes`` (the
+  hashes of the horizontally mirrored images), two images also match when one's hash is within
+  ``t`` of the other's mirror hash: each image is two nodes (its hash and its mirror hash) joined
+  by an edge, and the groups are the connected components; the distance used for the medoid is
+  ``min(d(h_a, h_b), d(h_a, m_b))``.
 """
 
 from __future__ import annotations
@@ -195,6 +200,20 @@ def hamming_pairs(
     return code // n, code % n
 
 
+def _medoid_mirror(hashes: np.ndarray, mirror: np.ndarray, members: np.ndarray) -> int:
+    """Like :func:`_medoid` with the distance ``min(d(h_a, h_b), d(h_a, m_b))``."""
+    r = members.shape[0]
+    sums = np.empty(r, dtype=np.int64)
+    block = max(1, (1 << 21) // r)
+    hb, mb = hashes[members], mirror[members]
+    for r0 in range(0, r, block):
+        r1 = min(r, r0 + block)
+        d = np.minimum(popcount64(hb[r0:r1, None] ^ hb[None, :]),
+                       popcount64(hb[r0:r1, None] ^ mb[None, :]))
+        sums[r0:r1] = d.sum(axis=1)
+    return int(members[int(np.argmin(sums))])
+
+
 def _medoid(hashes: np.ndarray, members: np.ndarray) -> int:
     """Member (an index into ``hashes``) with the least sum of Hamming distances to the others;
     ``members`` sorted ascending, ties to the lowest index."""
@@ -229,6 +248,7 @@ class DedupResult:
     hash_method: str
     threshold: int
     n_bits: int = 64
+    mirror: bool = False
     labels: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
 
     def to_selection(self) -> Selection:
@@ -246,6 +266,7 @@ class DedupResult:
                 "hash": self.hash_method,
                 "threshold": self.threshold,
                 "n_bits": self.n_bits,
+                "mirror_invariant": self.mirror,
                 "grouping": "connected components of pairs within threshold",
                 "representative": "medoid (least sum of Hamming distances, ties lowest index); "
                 "one per label in label-conflict groups",
@@ -266,13 +287,16 @@ def dedup_groups(
     *,
     hash_method: str = "phash",
     n_bits: int = 64,
+    mirror_hashes: Any = None,
 ) -> DedupResult:
     """Group near-duplicate images by Hamming distance ``<= threshold`` and choose what to keep.
 
     ``hashes``: one unsigned hash per sample (canonical order), e.g. from
     :func:`perceptual_hashes`; ``labels``: class ids (``None``: one class); ``threshold`` in
     ``[0, n_bits - 1]`` (CE-Dedup's default is 10 of 64); ``hash_method`` is recorded for
-    provenance only; ``n_bits``: how many low bits the hashes use (``hash_size**2``).
+    provenance only; ``n_bits``: how many low bits the hashes use (``hash_size**2``);
+    ``mirror_hashes``: the hashes of the horizontally mirrored images, to match flipped copies
+    too (see the module doc), or ``None``.
     """
     n_bits = check_int(n_bits, "n_bits", minimum=1, maximum=64)
     threshold = check_int(threshold, "threshold", minimum=0, maximum=n_bits - 1)
@@ -284,7 +308,14 @@ def dedup_groups(
         np.zeros(n, dtype=np.int64) if labels is None else check_labels(labels, n, n_name="hashes")
     )
 
-    uniq, inv = np.unique(h, return_inverse=True)
+    hm = None
+    if mirror_hashes is not None:
+        hm = _check_hashes(mirror_hashes, n_bits)
+        if hm.shape != h.shape:
+            raise InvalidArgumentError(
+                f"mirror_hashes must have one hash per sample ({n}), got shape {hm.shape}"
+            )
+    uniq, inv = np.unique(h if hm is None else np.concatenate([h, hm]), return_inverse=True)
     inv = inv.ravel()
     a, b = (
         hamming_pairs(uniq, threshold, n_bits=n_bits)
@@ -295,9 +326,15 @@ def dedup_groups(
         )
     )
     u = uniq.shape[0]
+    if hm is not None:  # an image's hash and mirror hash are one node pair
+        a = np.concatenate([a, inv[:n]])
+        b = np.concatenate([b, inv[n:]])
     graph = coo_matrix((np.ones(a.shape[0], dtype=np.int32), (a, b)), shape=(u, u)).tocsr()
     _, comp_u = connected_components(graph, directed=False)
-    comp = comp_u[inv]
+    comp = comp_u[inv[:n]]
+
+    def medoid(members: np.ndarray) -> int:
+        return _medoid(h, members) if hm is None else _medoid_mirror(h, hm, members)
 
     order = np.argsort(comp, kind="stable")  # members of a component in increasing index
     sc = comp[order]
@@ -317,9 +354,9 @@ def dedup_groups(
         if distinct.shape[0] > 1:
             conflicts.append(g)
             for c in distinct.tolist():
-                keep_mask[_medoid(h, g[gl == c])] = True
+                keep_mask[medoid(g[gl == c])] = True
         else:
-            keep_mask[_medoid(h, g)] = True
+            keep_mask[medoid(g)] = True
     for g in groups:
         g.setflags(write=False)
     keep = np.flatnonzero(keep_mask).astype(np.int64)
@@ -332,5 +369,6 @@ def dedup_groups(
         hash_method=hash_method,
         threshold=threshold,
         n_bits=n_bits,
+        mirror=hm is not None,
         labels=lab,
     )
