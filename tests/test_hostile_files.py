@@ -233,8 +233,9 @@ CASES: dict[str, tuple[Callable[[h5py.File], None], dict[str, Any], Any, str]] =
     "version_three_ints": (set_attr("dcq_version", np.array([1, 0, 0], "<u4")), {}, StructureError, "open"),
     "version_floats": (set_attr("dcq_version", np.array([1.0, 0.0])), {}, StructureError, "open"),
     "version_string": (set_attr("dcq_version", "1.0"), {}, StructureError, "open"),
+    # patch-mask is known since 1.1 (spec §13): listing it without a /masks group is a structure error
     "must_understand_patch_mask": (set_attr("must_understand", np.array(["patch-mask"], dtype=object), dtype=STR),
-                                   {}, UnsupportedVersionError, "open"),
+                                   {}, StructureError, "open"),
     "must_understand_scalar": (set_attr("must_understand", "zstd-dictionary"), {}, UnsupportedVersionError, "open"),
     "magic_trailing_space": (set_attr("dcq_format", "dcq "), {}, NotADcqFileError, "open"),
     "bits_0": (set_attr("bits", np.uint8(0)), {}, StructureError, "open"),

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from dcqformat.encode.images import LoadOptions, load_image, to_channels
+from dcqformat.encode.patchdrop import mask_overlay
 from dcqformat.errors import InputImageError, InvalidArgumentError
 
 __all__ = ["make_preview", "pick_samples", "tile"]
@@ -80,8 +81,9 @@ def make_preview(
     cols: int | None = None,
     min_cell: int = 64,
 ) -> dict[str, Any]:
-    """Write the preview PNG; return ``{"path", "samples", "with_originals", "psnr_db"}``
-    (PSNR of the shown pairs that have an original)."""
+    """Write the preview PNG; return ``{"path", "samples", "with_originals", "psnr_db", "masks"}``
+    (PSNR of the shown pairs that have an original). For a file with patch masks each group
+    gains a tile with the dropped patches hatched in magenta (``masks`` True)."""
     from dcqformat.format.reader import DCQFile
 
     f = DCQFile(dcq_path)
@@ -112,6 +114,8 @@ def make_preview(
                 with_orig += 1
                 mse = float(np.mean((orig.astype(np.float64) - decoded) ** 2))
                 psnrs.append(99.0 if mse == 0 else 10 * math.log10(255.0**2 / mse))
+        if f.patch_size is not None:  # patch masks: a third tile, dropped patches hatched
+            group.append(mask_overlay(decoded, f.pixel_mask(i)))
         groups.append(group)
     if not groups:
         raise InvalidArgumentError(f"{str(dcq_path)!r} holds no samples to preview")
@@ -126,4 +130,5 @@ def make_preview(
         "samples": chosen,
         "with_originals": with_orig,
         "psnr_db": float(np.mean(psnrs)) if psnrs else None,
+        "masks": f.patch_size is not None,
     }

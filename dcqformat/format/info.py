@@ -70,6 +70,9 @@ def storage_report(f: DCQFile) -> dict[str, Any]:
         name: {"size": int(np.asarray(s["selected"]).size), **s["attrs"]}
         for name, s in m.selections.items()
     }
+    if m.masks is not None:
+        from dcqformat.format.masks import mask_report
+        report["patch_mask"] = mask_report(m)
     report["provenance"] = m.provenance
     return report
 
@@ -153,6 +156,9 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  image sizes ({r['distinct_image_sizes']} distinct): {sizes}")
     for name, sel in r["selections"].items():
         lines.extend(_selection_lines(name, sel, r["samples"], list(r["images_per_class"])))
+    if "patch_mask" in r:
+        from dcqformat.format.masks import mask_report_lines
+        lines.extend(mask_report_lines(r["patch_mask"]))
     if r["provenance"]:
         params = r["provenance"].get("parameters", {k: v for k, v in r["provenance"].items()
                                                     if not isinstance(v, (list, dict))})

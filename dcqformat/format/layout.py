@@ -9,11 +9,13 @@ import numpy as np
 
 MAGIC = "dcq"
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+#: Highest minor version this reader knows (1.1 adds patch masks, spec §13). Files without
+#: masks are still written as 1.0.
+VERSION_MINOR = 1
 
 #: Features a reader of this version understands. A file lists the features it needs in
 #: the root attribute ``must_understand``; a reader refuses a file naming any other.
-KNOWN_FEATURES: frozenset[str] = frozenset()
+KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask"})
 
 PAYLOAD_ENCODINGS = ("raw", "zstd")
 
@@ -40,6 +42,7 @@ DS_PROVENANCE = "provenance"
 GROUP_SAMPLES = "samples"
 GROUP_SOURCES = "sources"
 GROUP_SELECTIONS = "selections"
+GROUP_MASKS = "masks"  # version 1.1, feature "patch-mask" (see format/masks.py)
 
 #: Per-sample arrays under ``/samples``: name -> little-endian dtype.
 SAMPLE_FIELDS: dict[str, np.dtype] = {

@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import zstandard
 
+from dcqformat.codecs.bitpack import unpack_indices
 from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
+from dcqformat.format import masks as _masks
 from dcqformat.format.validate import FileMetadata, read_metadata
 
 LAYOUTS = ("hwc", "chw")
@@ -46,10 +48,16 @@ class DCQFile:
         a third of the decode time of a 224 px image at q = 8). Off by default: memory safety
         never depends on it (every offset, length and id is validated at open and every index
         is checked against K), and :meth:`verify` / ``dcqformat verify`` check every checksum.
+    fill:
+        For a file with patch masks (spec §13): what dropped patches decode to, ``"stored"``
+        (each patch's stored fill colour, default) or ``"zero"``. ``fill`` says which one a
+        decode used; :meth:`patch_mask` / :meth:`pixel_mask` give the masks.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False,
+                 fill: str = "stored") -> None:
         self.path = Path(path)
+        self.fill = _masks.check_fill(fill)
         self.check_crc = bool(check_crc)
         self._meta: FileMetadata = read_metadata(self.path)
         m = self._meta
@@ -58,6 +66,9 @@ class DCQFile:
         self._lengths = m.length.astype(np.int64)
         self._clusters = m.cluster.astype(np.int64)
         self._crcs = m.crc32.astype(np.int64)
+        self._masks: _masks.MaskTable | None = m.masks
+        # Pixels each sample's payload holds: H*W, or the kept pixels of a masked sample.
+        self._stored_pixels = self._n_pixels if m.masks is None else m.masks.kept_pixels
         # One C-contiguous palette view per cluster, so the hot path does no slicing.
         self._palette_list = [np.ascontiguousarray(p) for p in m.palettes]
         self._pid: int | None = None
@@ -146,6 +157,43 @@ class DCQFile:
         """Named selections: name -> {"ranking", "selected", "attrs"}."""
         return {k: dict(v) for k, v in self._meta.selections.items()}
 
+    @property
+    def patch_size(self) -> int | None:
+        """Patch size P of a file with patch masks (spec §13), else None."""
+        return None if self._masks is None else self._masks.patch_size
+
+    @property
+    def thetas(self) -> np.ndarray | None:
+        """Drop ratio θ the encoder recorded for every sample (float32 [N]), or None."""
+        return None if self._masks is None else self._masks.theta
+
+    def patch_mask(self, i: int) -> np.ndarray:
+        """Boolean keep grid ``[ceil(H/P), ceil(W/P)]`` of sample ``i`` (all True without masks:
+        then a single patch covering the image, ``[1, 1]``)."""
+        i = self._index(i)
+        if self._masks is None:
+            return np.ones((1, 1), bool)
+        return self._masks.grid(i, int(self._meta.height[i]), int(self._meta.width[i]))
+
+    def index_map(self, i: int) -> np.ndarray:
+        """Palette indices of sample ``i``, uint8 ``[H, W]``; in a file with patch masks the
+        dropped patches hold their fill index (``fill="stored"``) or 0 (``fill="zero"``)."""
+        h, w, _ = self.shape(i)
+        packed = self._packed_bytes(i)
+        kept = unpack_indices(packed, int(self._stored_pixels[i]), self._meta.bits)
+        if self._masks is None:
+            return kept.reshape(h, w)
+        t = self._masks
+        return _masks.scatter_kept(kept, h, w, t.patch_size, t.sample_keep(i),
+                                   t.sample_fills(i) if self.fill == "stored" else None)
+
+    def pixel_mask(self, i: int) -> np.ndarray:
+        """Boolean ``[H, W]`` of sample ``i``: True where the pixel was stored (kept patch)."""
+        h, w, _ = self.shape(i)
+        if self._masks is None:
+            return np.ones((h, w), bool)
+        return _masks.pixel_mask(self.patch_mask(i), h, w, self._masks.patch_size)
+
     def shape(self, i: int) -> tuple[int, int, int]:
         """(H, W, C) of sample ``i``."""
         i = self._index(i)
@@ -214,7 +262,7 @@ class DCQFile:
             return []
         hs, ws = m.height[idx], m.width[idx]
         uniform = bool((hs == hs[0]).all() and (ws == ws[0]).all())
-        if self.payload_encoding == "raw":
+        if self.payload_encoding == "raw" and self._masks is None:
             n_pix = self._n_pixels[idx]
             sizes = n_pix * c
             out_offsets = np.zeros(idx.size, dtype=np.int64)
@@ -247,6 +295,11 @@ class DCQFile:
         # the payload, cluster < C, raw length == ceil(H*W*q/8)) or is checked here (zstd
         # frame sizes, ``out`` by the callers), so the raw kernel is called directly.
         packed = self._packed_bytes(i)
+        if self._masks is not None:
+            _masks.decode_sample(self._masks, i, packed, self._meta.bits, int(self._meta.height[i]),
+                                 int(self._meta.width[i]), self._palette_list[self._clusters[i]],
+                                 out, planar, self.fill, str(self.path))
+            return
         bad = _decode_kernel(packed, self._meta.bits, self._n_pixels[i],
                              self._palette_list[self._clusters[i]], out.reshape(-1), planar)
         if bad:
@@ -266,7 +319,7 @@ class DCQFile:
             self._check_sample_crc(i, payload)
         if self._meta.payload_encoding == "raw":
             return stored
-        expected = L.packed_size(int(self._n_pixels[i]), self._meta.bits)
+        expected = L.packed_size(int(self._stored_pixels[i]), self._meta.bits)
         data = stored.tobytes()
         try:
             size = zstandard.frame_content_size(data)

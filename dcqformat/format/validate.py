@@ -64,6 +64,7 @@ class FileMetadata:
     source_paths: list[str] | None = None
     source_sizes: np.ndarray | None = None
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    masks: Any = None  # a dcqformat.format.masks.MaskTable for a file with patch masks (spec §13)
     section_bytes: dict[str, int] = field(default_factory=dict)
 
 
@@ -379,7 +380,11 @@ def _read(h5: h5py.File, where: str, file_size: int) -> FileMetadata:
         source_sizes=source_sizes, selections=selections, section_bytes=sections,
         **fields,
     )
-    _check_samples(meta, where, num_classes)
+    masked = "patch-mask" in features  # an unlisted /masks is ignored (spec §9)
+    _check_samples(meta, where, num_classes, raw_lengths=not masked)
+    if masked:  # lengths cover the kept pixels only: checked there
+        from dcqformat.format.masks import read_masks
+        meta.masks = read_masks(h5, meta, where, features, sections)
     return meta
 
 
@@ -387,7 +392,7 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
-def _check_samples(m: FileMetadata, where: str, num_classes: int) -> None:
+def _check_samples(m: FileMetadata, where: str, num_classes: int, raw_lengths: bool = True) -> None:
     h, w = m.height.astype(np.int64), m.width.astype(np.int64)
     for name, arr in (("height", h), ("width", w)):
         bad = (arr < 1) | (arr > L.MAX_SIDE)
@@ -417,13 +422,13 @@ def _check_samples(m: FileMetadata, where: str, num_classes: int) -> None:
             f"{where}: sample {i}: payload bytes {int(off[i])}..{int(off[i]) + int(length[i])} lie "
             f"outside the payload of {m.payload_size} bytes")
     expected = (pixels * m.bits + 7) // 8
-    if m.payload_encoding == "raw":
+    if m.payload_encoding == "raw" and raw_lengths:
         bad = length.astype(np.int64) != expected
         if bad.any():
             i = _first_bad(bad)
             raise StructureError(
                 f"{where}: sample {i}: raw payload length {int(length[i])} != ceil(H*W*bits/8) = {int(expected[i])}")
-    else:
+    elif m.payload_encoding != "raw":
         bad = length < 1
         if bad.any():
             i = _first_bad(bad)
@@ -448,7 +453,7 @@ def verify_file(f: DCQFile) -> None:
     try:
         for i in range(len(f)):
             packed = f._packed_bytes(i)
-            n_pixels = int(m.height[i]) * int(m.width[i])
+            n_pixels = int(f._stored_pixels[i])  # the kept pixels of a masked sample
             if not padding_is_zero(packed, n_pixels, m.bits):
                 raise StructureError(f"{f.path}: sample {i}: padding bits after the last pixel are not zero")
             f.decode(i)

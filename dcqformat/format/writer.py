@@ -29,6 +29,7 @@ from dcqformat._version import __version__
 from dcqformat.codecs.bitpack import pack_indices
 from dcqformat.errors import InvalidArgumentError, WriteError
 from dcqformat.format import layout as L
+from dcqformat.format.masks import FEATURE, MaskWriter
 
 _COPY_CHUNK = 16 << 20
 
@@ -122,6 +123,10 @@ class DCQWriter:
         ``payload_encoding`` names the one chosen and ``payload_sizes`` gives both sizes.
     zstd_level:
         Compression level when ``payload_encoding="zstd"``.
+    patch_size:
+        Store patch masks (spec §13, feature ``patch-mask``, version 1.1) with this patch size
+        P: :meth:`add_sample` then takes ``keep_mask``, ``fills`` and ``theta``. None (default):
+        a plain version 1.0 file.
 
     Use it as a context manager::
 
@@ -140,6 +145,7 @@ class DCQWriter:
         palette_size: int | None = None,
         payload_encoding: str = "raw",
         zstd_level: int = L.ZSTD_DEFAULT_LEVEL,
+        patch_size: int | None = None,
     ) -> None:
         if not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= 8:
             raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
@@ -179,6 +185,7 @@ class DCQWriter:
         self._palettes: np.ndarray | None = None
         self._provenance: dict[str, Any] = {}
         self._selections: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+        self._masks = None if patch_size is None else MaskWriter(patch_size)
         self._fields = {name: array("Q") for name in ("height", "width", "label", "cluster")}
         self._source_paths: list[str] = []
         self._source_sizes = array("q")
@@ -258,8 +265,16 @@ class DCQWriter:
         *,
         source_path: str | None = None,
         source_size: int | None = None,
+        keep_mask: np.ndarray | None = None,
+        fills: np.ndarray | None = None,
+        theta: float | None = None,
     ) -> int:
         """Append one image given as its palette-index map (uint8 [H, W], values < K).
+
+        In a writer opened with ``patch_size``: ``keep_mask`` is the boolean patch grid
+        ``[ceil(H/P), ceil(W/P)]`` (None: all kept), ``fills`` one palette index per dropped
+        patch in raster order (None: each patch's most common index), ``theta`` the drop ratio
+        recorded (None: the dropped fraction). Only the kept patches' indices are stored.
 
         Returns the sample's position in the file.
         """
@@ -290,6 +305,13 @@ class DCQWriter:
         label = _checked_int("label", label, 0, len(self.classes) - 1, len(self))
         size_value = -1 if source_size is None else _checked_int(
             "source_size", source_size, -1, L.MAX_SOURCE_SIZE, len(self))
+        prepared = None
+        if self._masks is not None:
+            prepared = self._masks.prepare(idx, keep_mask, fills, theta, self.palette_size, len(self))
+            idx = prepared.kept
+        elif keep_mask is not None or fills is not None or theta is not None:
+            raise InvalidArgumentError(
+                f"sample {len(self)}: keep_mask/fills/theta need a writer opened with patch_size")
         packed = pack_indices(idx, self.bits).tobytes()
         try:
             for spool in self._spools:
@@ -303,6 +325,8 @@ class DCQWriter:
         f["width"].append(w)
         f["label"].append(label)
         f["cluster"].append(cluster)
+        if prepared is not None and self._masks is not None:
+            self._masks.commit(prepared)
         if source_path is not None or source_size is not None:
             self._any_source = True
         self._source_paths.append(path_text)
@@ -388,8 +412,9 @@ class DCQWriter:
     def _write_container(self, h5: h5py.File, n: int, num_clusters: int, chosen: _Spool) -> None:
         a = h5.attrs
         a[L.ATTR_MAGIC] = L.MAGIC
-        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, L.VERSION_MINOR], dtype="<u4")
-        a.create(L.ATTR_MUST_UNDERSTAND, data=np.array([], dtype=object),
+        masked = self._masks is not None  # files without masks stay version 1.0 (spec §13)
+        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, L.VERSION_MINOR if masked else 0], dtype="<u4")
+        a.create(L.ATTR_MUST_UNDERSTAND, data=np.array([FEATURE] if masked else [], dtype=object),
                  dtype=h5py.string_dtype("utf-8"))
         a[L.ATTR_BITS] = np.uint8(self.bits)
         a[L.ATTR_CHANNELS] = np.uint8(self.channels)
@@ -434,6 +459,9 @@ class DCQWriter:
         prov.setdefault("tool", f"dcqformat {__version__}")
         blob = np.frombuffer(json.dumps(prov, sort_keys=True).encode("utf-8"), dtype=np.uint8)
         self._write_array(h5, L.DS_PROVENANCE, blob)
+
+        if self._masks is not None:
+            self._masks.write(h5, self._write_array)
 
         if self._selections:
             sel_group = h5.create_group(L.GROUP_SELECTIONS)

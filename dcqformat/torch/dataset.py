@@ -42,6 +42,7 @@ from torch.utils.data import Dataset, default_collate
 from dcqformat.codecs.bitpack import unpack_indices
 from dcqformat.codecs.palette import decode_into
 from dcqformat.errors import InvalidArgumentError, PayloadError
+from dcqformat.format.masks import decode_sample as decode_masked
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.sampler import DCQSampler
 
@@ -77,6 +78,14 @@ def _resolve(path_or_paths: PathLike | DCQFile | Sequence[PathLike | DCQFile]) -
         return items
     raise InvalidArgumentError(
         f"path_or_paths must be a path, a glob, a folder or a list of paths, got {type(path_or_paths).__name__}")
+
+
+def _zero_dropped(arr: np.ndarray, mask: np.ndarray, layout: str) -> None:
+    """Set the pixels outside ``mask`` (bool [H, W]) of a decoded image to 0, in place."""
+    if layout == "chw":
+        arr[:, ~mask] = 0
+    else:
+        arr[~mask] = 0
 
 
 class DCQBatch(list):  # type: ignore[type-arg]
@@ -117,6 +126,15 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         :class:`~dcqformat.torch.palette_transforms.PaletteColorJitter`. If it has
         ``needs_counts = True`` it is called as ``palette_transform(palette, counts=counts)``
         with the sample's index histogram (int64 tensor ``[K]``).
+    fill:
+        What dropped patches of a file with patch masks (spec §13) become. ``None`` or
+        ``"stored"`` (default): their stored fill colour; items are ``(image, label)``.
+        ``"none"``: dropped pixels are 0 and items are ``(image, mask, label)`` with ``mask``
+        the boolean ``[H, W]`` of stored pixels (a bool tensor for ``output="tensor"``, else a
+        NumPy array), for models that drop tokens. A callable ``fill(image, mask) -> image``
+        (e.g. an MAE reconstructor) gets the stored-fill image (in the ``output`` form, before
+        ``transform``) and that mask; items are ``(image, label)``. Files without masks give an
+        all-True mask. ``fill_mode`` says which one is used.
     check_crc:
         Check every sample's CRC-32 as it is read (off by default, like :class:`DCQFile`:
         structure is validated at open either way; ``DCQFile.verify`` checks every checksum).
@@ -136,7 +154,17 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         palette_transform: Callable[..., torch.Tensor] | None = None,
         *,
         check_crc: bool = False,
+        fill: str | Callable[[Any, Any], Any] | None = None,
     ) -> None:
+        if fill is None or fill == "stored":
+            self.fill_mode = "stored"
+        elif fill == "none":
+            self.fill_mode = "none"
+        elif callable(fill):
+            self.fill_mode = "callable"
+        else:
+            raise InvalidArgumentError(f"fill must be None, 'stored', 'none' or a callable, got {fill!r}")
+        self.fill = fill
         if output not in OUTPUTS:
             raise InvalidArgumentError(f"output must be one of {OUTPUTS}, got {output!r}")
         if fraction is not None and selection is None:
@@ -234,8 +262,9 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         return k, g - self._starts_list[k]
 
     # -- single-sample path ----------------------------------------------------------------
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        """Decode sample ``index``: ``(image, label)`` in the configured output form."""
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        """Decode sample ``index``: ``(image, label)`` in the configured output form
+        (``(image, mask, label)`` with ``fill="none"``)."""
         i = self._check_index(index)
         k, j = self._locate(i)
         f = self._files[k]
@@ -244,12 +273,23 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             arr = self._decode_with_palette(f, j, layout)
         else:
             arr = f.decode(j, layout)
+        mask: Any = None
+        if self.fill_mode != "stored":
+            pm = f.pixel_mask(j)
+            if self.fill_mode == "none":
+                _zero_dropped(arr, pm, layout)
+            mask = torch.from_numpy(pm) if self.output == "tensor" else pm
         img: Any = self._wrap(arr)
+        if self.fill_mode == "callable":
+            assert callable(self.fill)
+            img = self.fill(img, mask)
         target: Any = int(self._labels[i])
         if self.transform is not None:
             img = self.transform(img)
         if self.target_transform is not None:
             target = self.target_transform(target)
+        if self.fill_mode == "none":
+            return img, mask, target
         return img, target
 
     def _wrap(self, arr: np.ndarray) -> Any:
@@ -282,6 +322,10 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         out = np.empty((c, h, w) if layout == "chw" else (h, w, c), dtype=np.uint8)
         if packed is None:
             packed = f._packed_bytes(j)
+        if f.patch_size is not None:  # patch masks: kept pixels in patch order, fills (spec §13)
+            assert f._masks is not None
+            decode_masked(f._masks, j, packed, f.bits, h, w, pal, out, layout == "chw", f.fill, str(f.path))
+            return out
         bad = decode_into(packed, f.bits, h * w, pal, out, layout == "chw")
         if bad:
             raise PayloadError(
@@ -294,7 +338,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         packed = f._packed_bytes(j)
         if getattr(self.palette_transform, "needs_counts", False):
             h, w, _ = f.shape(j)
-            hist = np.bincount(unpack_indices(packed, h * w, f.bits), minlength=f.palette_size)
+            hist = np.bincount(unpack_indices(packed, int(f._stored_pixels[j]), f.bits),
+                               minlength=f.palette_size)
             counts = torch.from_numpy(hist[: f.palette_size].astype(np.int64))
             new = self.palette_transform(palette, counts=counts)
         else:
@@ -314,7 +359,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         shard. ``transform``/``target_transform`` are applied per sample after the decode;
         a ``palette_transform`` makes it fall back to per-sample decoding.
         """
-        if self.palette_transform is not None:
+        if self.palette_transform is not None or self.fill_mode != "stored":
             return DCQBatch(self[i] for i in indices)
         n = len(self)
         try:
