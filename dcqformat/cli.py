@@ -1,4 +1,4 @@
-"""The ``dcqformat`` command line: convert | demo | preview | info | verify | export.
+"""The ``dcqformat`` command line: convert | demo | preview | info | verify | export | merge.
 
 ``info``, ``verify`` and ``export`` need only the reader core; ``convert``, ``demo`` and
 ``preview`` come from :mod:`dcqformat.encode.cli_commands` (the ``torch`` extra) and are
@@ -46,6 +46,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from dcqformat.format.merge import merge_shards
+
+    r = merge_shards(args.shards, args.out, overwrite=args.force)
+    print(f"wrote {r.path}: {r.images} samples from {r.shards} shard(s), {r.file_bytes:,} bytes, "
+          f"PSNR mean {r.psnr_mean_db:.2f} dB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -66,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("out_dir")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("merge", help="join the shards of a sharded conversion into one .dcq file",
+                       description="Shards written by 'convert --state S --shard i/N' (or torchrun) "
+                       "are checked to belong together and written in listing order to OUT.")
+    p.add_argument("shards", nargs="+", metavar="SHARD", help="shard .dcq files, any order")
+    p.add_argument("out", metavar="OUT", help="output .dcq file (appears only when complete)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_merge)
 
     try:
         from dcqformat.encode.cli_commands import register
