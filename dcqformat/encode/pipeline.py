@@ -51,6 +51,7 @@ from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_back
 from dcqformat.encode.kmeans import kmeans
 from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model, train_proxy
 from dcqformat.encode.palettes import image_palettes, palette_to_uint8, shared_palettes
+from dcqformat.encode.patchdrop import PatchDropper, parse_patch_drop
 from dcqformat.encode.refine import refine_palette, refine_palettes_batched
 from dcqformat.encode.scan import FolderListing, SourceEntry, scan_image_folder
 from dcqformat.encode.selection_stage import SelectionPlan, SelectionStage, summary_lines
@@ -90,6 +91,7 @@ class ConvertSummary:
     model: dict[str, Any]
     stage_seconds: dict[str, float] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)  # dedup / coreset (selection_stage)
+    patch_drop: dict[str, Any] | None = None  # patch dropping (encode/patchdrop.py)
 
     @property
     def total_seconds(self) -> float:
@@ -113,6 +115,10 @@ class ConvertSummary:
             f"  PSNR vs the (flattened) source images: mean {self.psnr_mean_db:.2f} dB, "
             f"min {self.psnr_min_db:.2f} dB",
         ]
+        if self.patch_drop:
+            d = self.patch_drop
+            lines.append(f"  patch drop {d['spec']} (P={d['patch_size']}): mean theta {d['mean_theta']:.3f}, "
+                         f"{100 * d['dropped_patch_fraction']:.1f}% of patches dropped")
         if self.skipped:
             lines.append(f"  skipped {len(self.skipped)} unreadable file(s):")
             lines.extend(f"    {s['path']}: {s['error']}" for s in self.skipped[:20])
@@ -248,11 +254,11 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 def _open_writer(dst: Path, bits: int, channels: int, classes: Sequence[str],
-                 payload_encoding: str, zstd_level: int) -> Any:
+                 payload_encoding: str, zstd_level: int, patch_size: int | None = None) -> Any:
     from dcqformat.format.writer import DCQWriter
 
     return DCQWriter(dst, bits, channels, list(classes), payload_encoding=payload_encoding,
-                     zstd_level=zstd_level)
+                     zstd_level=zstd_level, patch_size=patch_size)
 
 
 def convert(
@@ -290,10 +296,8 @@ def convert(
     coreset: str | None = None,
     dedup: str | None = None,
     keep_all: bool = False,
-    shard: Any = None,
-    state: Any = None,
-    fit_only: bool = False,
-    dist: Any = None,
+    patch_drop: str | None = None,
+    patch_size: int | None = None,
 ) -> ConvertSummary:
     """Convert the ImageFolder ``src`` into the ``.dcq`` file ``dst``.
 
@@ -319,10 +323,11 @@ def convert(
     ``"random:R"`` keeps a fraction R of the rest; both are stored as named selections, and
     only the final selection's images are written unless ``keep_all``.
 
-    Scale-out (:mod:`dcqformat.encode.state`, README "Scale-out"): ``fit_only`` stops after
-    refine and writes the fit state (an ``.npz``) to ``dst``; ``state`` (a
-    :class:`~dcqformat.encode.state.FitState`) with ``shard="i/N"`` encodes share ``i`` of
-    ``N`` against it; ``dist`` is set by :func:`~dcqformat.encode.distributed.convert_distributed`.
+    Patch dropping (METHOD.md §3, :mod:`dcqformat.encode.patchdrop`): ``patch_drop``
+    ``"fixed:THETA"`` drops the THETA fraction of each image's patches with the lowest mean
+    Grad-CAM++ attention, ``"spd"`` the largest fraction in 10 %..90 % whose feature shift stays
+    below the class's λ_C; only kept patches are stored (spec §13), dropped ones as one fill
+    colour. ``patch_size`` P (default ``max(4, smallest side // 8)``).
 
     Returns a :class:`ConvertSummary`. Raises :class:`~dcqformat.errors.InputImageError` for an
     unreadable image (``on_error="fail"``) and
@@ -356,19 +361,10 @@ def convert(
     k = 1 << bits
     say = log or (lambda _m: None)
     sel_stage = SelectionStage.from_args(coreset, dedup, keep_all, seed)
-    from dcqformat.encode.state import ScaleOut, block_seed  # scale-out hooks (no-ops when unused)
-
-    so = ScaleOut(shard=shard, state=state, fit_only=fit_only, dist=dist,
-                  selection=sel_stage.active,
-                  params=dict(bits=bits, clusters=clusters, palette=palette, attention=attention,
-                              attention_fraction=float(attention_fraction), seed=seed,
-                              max_side=max_side, background=list(bg), max_pixels=opts.max_pixels,
-                              on_error=on_error, batch_size=batch_size,
-                              max_points_per_image=max_points_per_image,
-                              proxy_resolution=proxy_resolution, epochs=epochs,
-                              max_train_images=max_train_images, refine=refine,
-                              refine_steps=refine_steps, refine_images=refine_images,
-                              refine_crop=refine_crop, payload_encoding=payload_encoding))
+    drop_spec = parse_patch_drop(patch_drop)
+    if drop_spec is None and patch_size is not None:
+        raise InvalidArgumentError(f"patch_size={patch_size!r} needs patch_drop ('fixed:THETA' or 'spd')")
+    dropper = None if drop_spec is None else PatchDropper(drop_spec, patch_size)
 
     src_path = Path(src)
     dst_path = Path(dst)
@@ -382,7 +378,7 @@ def convert(
 
     timer = _Timer()
     need_features = palette == "cluster" and clusters > 1
-    need_model = need_features or (attention and not so.features_only) or sel_stage.needs_model
+    need_model = need_features or attention or sel_stage.needs_model or dropper is not None
     skipped: dict[int, str] = {}
 
     def fail_or_skip(pos: int, err: InputImageError) -> None:
@@ -403,10 +399,9 @@ def convert(
         task: TaskModel | None = None
         model_identity: dict[str, Any] = {"kind": "none (not needed by these settings)"}
         if need_model:
-            task = resolve_task_model(so.model(model))
+            task = resolve_task_model(model)
             sel_stage.check_epochs(epochs, task is None)
-            proxy = task is None
-            if proxy and so.is_root:  # torchrun: rank 0 trains, the others receive its weights
+            if task is None:
                 with timer.stage("sample"):
                     gen = _generator(seed, _S_SAMPLE, torch.device("cpu"))
                     if n_all <= max_train_images:
@@ -441,10 +436,6 @@ def convert(
                         device=dev, progress=progress, on_epoch_model=sel_stage.epoch_hook(),
                     )
                     del timgs
-            if proxy:
-                with timer.stage("train"):
-                    task = so.broadcast_proxy(task)
-            assert task is not None
             task.to(dev)
             task.module.eval()
             model_identity = dict(task.identity)
@@ -463,7 +454,7 @@ def convert(
         pal_gen = _generator(seed, _S_IMGPAL, dev)
         with timer.stage("analyse"):
             bar = tqdm(total=n_all, desc="analyse", unit="img", disable=not progress, leave=False)
-            todo = [p for p in range(n_all) if p not in skipped and so.owns(p)]
+            todo = [p for p in range(n_all) if p not in skipped]
             batch: list[tuple[int, np.ndarray]] = []
 
             def flush(batch: list[tuple[int, np.ndarray]]) -> None:
@@ -471,20 +462,17 @@ def convert(
                 are processed together)."""
                 nonlocal degenerate, target_rule
                 arrs = [a for _, a in batch]
-                blk = batch[0][0] // batch_size  # random streams per block: shard-independent
-                mask_gen.manual_seed(block_seed(seed, _S_MASK, blk))
-                pal_gen.manual_seed(block_seed(seed, _S_IMGPAL, blk))
                 cams = None
                 if task is not None:
                     x = torch.cat([task.prepare(_chw(a)) for a in arrs])
-                    with torch.set_grad_enabled(attention):
+                    with torch.set_grad_enabled(attention or dropper is not None):
                         logits, shallow, last = task.forward_maps(x)
                         if need_features:
                             feats.append(pooled_features(shallow).cpu().numpy())
                         if sel_stage.needs_model:
                             sel_stage.observe_model(x, logits, last,
                                                     [entries[p].label for p, _ in batch], n_classes)
-                        if attention and not so.features_only:
+                        if attention or dropper is not None:
                             labels = torch.tensor([entries[p].label for p, _ in batch])
                             if logits.shape[1] == n_classes:
                                 targets = labels
@@ -492,8 +480,9 @@ def convert(
                                 target_rule = "predicted"
                                 targets = logits.detach().argmax(1).cpu()
                             cams = compute_cams(logits, last, targets).detach()
-                if so.features_only:  # shard mode: palettes come from the fit state
-                    return
+                            if dropper is not None:  # patch importance: the same maps
+                                dropper.record(cams, last)
+                                cams = cams if attention else None
                 sel_stage.observe_images(arrs)
                 points: list[torch.Tensor | None] = [None] * len(arrs)
                 for shape, members in _by_shape(arrs).items():
@@ -523,16 +512,13 @@ def convert(
                 ok_positions.append(pos)
                 heights.append(got.shape[0])
                 widths.append(got.shape[1])
-                if batch and pos // batch_size != batch[0][0] // batch_size:
-                    flush(batch)  # a batch is a block of batch_size listing positions
-                    batch = []
                 batch.append((pos, got))
+                if len(batch) >= batch_size:
+                    flush(batch)
+                    batch = []
             if batch:
                 flush(batch)
             bar.close()
-        ok_positions, heights, widths, all_grey, degenerate, target_rule = so.gather_analysis(
-            feats, pal_centers, pal_counts, skipped, ok_positions, heights, widths, all_grey,
-            degenerate, target_rule, k)
         n = len(ok_positions)
         if n == 0:
             raise InputImageError(f"none of the {n_all} images under {str(listing.root)!r} "
@@ -545,19 +531,17 @@ def convert(
         if channels == 1:
             centers_all = centers_all[..., :1].contiguous()  # L* only
         say(f"analysed {n} images ({len(skipped)} skipped); {channels} channel(s)")
+        if dropper is not None:
+            dropper.finish(heights, widths, [entries[p].label for p in ok_positions], n_classes)
 
         # -------------------------------------------------------------- cluster
         with timer.stage("cluster"):
-            if so.state is not None:  # shard mode: nearest centroid of the fit state
-                n_groups, groups = so.state.assign(feats, n, dev)
-            elif palette == "cluster":
+            if palette == "cluster":
                 n_groups = min(clusters, n)
                 if need_features and n_groups > 1:
-                    raw_feats = torch.from_numpy(np.concatenate(feats)).to(dev)
-                    f = standardize(raw_feats)
+                    f = standardize(torch.from_numpy(np.concatenate(feats)).to(dev))
                     res = kmeans(f, n_groups, n_init=4, generator=_generator(seed, _S_CLUSTER, dev))
                     groups = res.labels.cpu()
-                    so.record_clusters(raw_feats, res.centers)
                 else:
                     groups = torch.zeros(n, dtype=torch.long)
             elif palette == "global":
@@ -570,9 +554,7 @@ def convert(
 
         # -------------------------------------------------------------- palettes
         with timer.stage("palettes"):
-            if so.state is not None:
-                pal_u8 = so.state.palettes.copy()
-            elif palette == "image":
+            if palette == "image":
                 pal_u8 = palette_to_uint8(centers_all)
             else:
                 shared = shared_palettes(centers_all.to(dev), counts_all.to(dev), groups.to(dev),
@@ -604,7 +586,7 @@ def convert(
             refine_stats["edge_loss_after"] += r.edge_loss_after
 
         with timer.stage("refine"):
-            if refine and refine_steps > 0 and palette != "image" and so.state is None:
+            if refine and refine_steps > 0 and palette != "image":
                 bar = tqdm(total=n_groups, desc="refine", unit="palette", disable=not progress,
                            leave=False)
                 groups_np = groups.numpy()
@@ -626,16 +608,6 @@ def convert(
                     add_refine_stats(r)
                 bar.close()
 
-        groups, pal_u8 = so.sync_fit(groups, pal_u8, refine_stats)
-        if so.fit_only:
-            return so.save_fit(dst_path, task=task, pal_u8=pal_u8, n_groups=n_groups,
-                               channels=channels, listing=listing, model_identity=model_identity,
-                               refine_stats=refine_stats, degenerate=degenerate,
-                               target_rule=target_rule, skipped=skipped, n=n, device=str(dev),
-                               seconds=timer.seconds)
-        write_at = so.write_at(write_at, ok_positions)  # shard / torchrun: this share only
-        dst_path = so.output(dst_path)
-
         # -------------------------------------------------------------- pass 2: write
         psnrs: list[float] = []
         raw_bytes = 0
@@ -644,7 +616,7 @@ def convert(
         refine_in_write = [0.0]  # palette="image" refines inside pass 2; booked as "refine"
         with timer.stage("write"):
             writer = _open_writer(dst_path, bits, channels, listing.classes, payload_encoding,
-                                  zstd_level)
+                                  zstd_level, None if dropper is None else dropper.patch_size)
             with writer as w:
                 pal_w = palette_to_working(pal_u8, dev) if palette != "image" else None
                 bar = tqdm(total=len(write_at), desc="write", unit="img", disable=not progress, leave=False)
@@ -670,15 +642,19 @@ def convert(
                         assert pal_w is not None
                         pws = pal_w[gs]
                     idxs = assign_batch(np.stack([img for _, _, img in pending]), pws)
-                    for (_i, pos, img), g, idx in zip(pending, gs, idxs, strict=True):
+                    drops = ([None] * len(pending) if dropper is None else  # keep grids and thetas
+                             dropper.decide(task, [i for i, _, _ in pending], np.stack([x for _, _, x in pending])))
+                    for (_i, pos, img), g, idx, drop in zip(pending, gs, idxs, drops, strict=True):
                         entry = entries[pos]
-                        decoded = pal_u8[g][idx]
+                        mkw = {} if drop is None else {"keep_mask": drop[0], "theta": drop[1]}
+                        decoded = pal_u8[g][idx if dropper is None or drop is None
+                                            else dropper.filled_indices(idx, drop[0], k)]
                         mse = float(np.mean((decoded.astype(np.float64) - img) ** 2))
                         psnrs.append(_psnr(mse))
                         raw_bytes += img.size
                         source_bytes += max(0, entry.size)
                         w.add_sample(idx, g, entry.label, source_path=entry.relpath,
-                                     source_size=entry.size)
+                                     source_size=entry.size, **mkw)
                     bar.update(len(pending))
                     pending.clear()
 
@@ -733,6 +709,7 @@ def convert(
                     "skipped": skipped_list,
                     "attention_degenerate_maps": degenerate,
                     "refinement": refine_stats,
+                    "patch_drop": None if dropper is None else dropper.provenance(),
                     "quality": {
                         "psnr_mean_db": float(np.mean(psnrs)),
                         "psnr_min_db": float(np.min(psnrs)),
@@ -741,8 +718,6 @@ def convert(
                 if plan is not None:
                     plan.add_to(w)
                     prov["selection"] = plan.summary
-                so.annotate(prov, written=[ok_positions[i] for i in write_at], skipped=skipped,
-                            psnrs=psnrs, raw_bytes=raw_bytes, source_bytes=source_bytes)
                 w.set_provenance(prov)
         file_bytes = dst_path.stat().st_size
         timer.seconds["write"] -= refine_in_write[0]
@@ -768,5 +743,6 @@ def convert(
         model=model_identity,
         stage_seconds={s: round(timer.seconds[s], 4) for s in STAGES if s in timer.seconds},
         selection=plan.summary if plan is not None else {},
+        patch_drop=None if dropper is None else dropper.provenance(),
     )
     return summary

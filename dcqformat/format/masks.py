@@ -592,6 +592,7 @@ def mask_report(meta: FileMetadata) -> dict[str, Any]:
         "bitpacked_bytes_saved": unmasked - kept,
         "mask_section_bytes": int(section),
         "net_bytes_saved": unmasked - kept - int(section),
+        "payload_encoding": meta.payload_encoding,
     }
 
 
@@ -602,5 +603,8 @@ def mask_report_lines(r: dict[str, Any]) -> list[str]:
         f"({100 * r['kept_patch_fraction']:.1f}%, {100 * r['kept_pixel_fraction']:.1f}% of pixels), "
         f"mean theta {r['mean_theta']:.3f}, {r['samples_with_drops']} samples with drops",
         f"    saved {r['bitpacked_bytes_saved']} of {r['bitpacked_bytes_unmasked']} bit-packed payload "
-        f"bytes; masks cost {r['mask_section_bytes']} B; net {r['net_bytes_saved']} B",
+        f"bytes; masks cost {r['mask_section_bytes']} B; net {r['net_bytes_saved']} B"
+        + (" (before zstd: dropped patches are often flat background that zstd stores almost for "
+           "free, so compare with an unmasked file for the real saving)"
+           if r.get("payload_encoding") == "zstd" else ""),
     ]
