@@ -26,23 +26,26 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from dcqformat.encode.distributed import scale_out_runner
     from dcqformat.encode.model import load_model
-    from dcqformat.encode.pipeline import convert
 
     model: Any = args.model
     if model != "proxy":
         model = load_model(args.model, shallow=args.shallow_layer, last=args.last_layer,
                            input_size=args.model_input_size)
-    summary = convert(
+    summary = scale_out_runner(args)(  # convert(), or its shard / fit / torchrun form
         args.src, args.dst, bits=args.bits, clusters=args.clusters, palette=args.palette,
         attention=not args.no_attention, refine=not args.no_refine, model=model,
         device=args.device, seed=args.seed, max_side=args.max_side, background=args.background,
         on_error=args.on_error, payload_encoding=args.encoding, progress=not args.quiet,
         epochs=args.epochs, overwrite=args.force, threads=args.threads, workers=args.workers,
+        batch_size=args.batch_size,
         coreset=args.coreset, dedup=args.dedup, keep_all=args.keep_all,
         patch_drop=args.patch_drop, patch_size=args.patch_size,
         log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
     )
+    if summary is None:  # torchrun rank > 0: rank 0 reports the merged file
+        return 0
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
     else:
@@ -127,6 +130,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--keep-all", action="store_true",
                    help="store every image; --coreset/--dedup then only add selections")
     p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    p.add_argument("--fit-only", action="store_true",
+                   help="scale-out: stop after refine and write the fit state (.npz) to DST")
+    p.add_argument("--state", default=None, metavar="STATE",
+                   help="scale-out: encode against this fit state (its parameters override the flags)")
+    p.add_argument("--shard", default=None, metavar="i/N",
+                   help="scale-out: with --state, encode share i of N (blocks of --batch-size "
+                   "listing positions, round robin) to DST; join shards with 'dcqformat merge'")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per analyse batch; also the block size of --shard shares (default 64)")
+    p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
+                   help="torchrun: seconds a rank waits for the others before the job fails (default 1800)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_convert)

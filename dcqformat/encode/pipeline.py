@@ -296,6 +296,10 @@ def convert(
     coreset: str | None = None,
     dedup: str | None = None,
     keep_all: bool = False,
+    shard: Any = None,
+    state: Any = None,
+    fit_only: bool = False,
+    dist: Any = None,
     patch_drop: str | None = None,
     patch_size: int | None = None,
 ) -> ConvertSummary:
@@ -322,6 +326,11 @@ def convert(
     near-duplicates, then ``coreset`` ``"bgfdq:R"`` / ``"semred:R"`` / ``"el2n:R"`` /
     ``"random:R"`` keeps a fraction R of the rest; both are stored as named selections, and
     only the final selection's images are written unless ``keep_all``.
+
+    Scale-out (:mod:`dcqformat.encode.state`, README "Scale-out"): ``fit_only`` stops after
+    refine and writes the fit state (an ``.npz``) to ``dst``; ``state`` (a
+    :class:`~dcqformat.encode.state.FitState`) with ``shard="i/N"`` encodes share ``i`` of
+    ``N`` against it; ``dist`` is set by :func:`~dcqformat.encode.distributed.convert_distributed`.
 
     Patch dropping (METHOD.md §3, :mod:`dcqformat.encode.patchdrop`): ``patch_drop``
     ``"fixed:THETA"`` drops the THETA fraction of each image's patches with the lowest mean
@@ -364,7 +373,22 @@ def convert(
     drop_spec = parse_patch_drop(patch_drop)
     if drop_spec is None and patch_size is not None:
         raise InvalidArgumentError(f"patch_size={patch_size!r} needs patch_drop ('fixed:THETA' or 'spd')")
+    if drop_spec is not None and (shard is not None or state is not None or fit_only or dist is not None):
+        raise InvalidArgumentError("patch_drop is not supported with shard/state/fit_only/dist yet")
     dropper = None if drop_spec is None else PatchDropper(drop_spec, patch_size)
+    from dcqformat.encode.state import ScaleOut, block_seed  # scale-out hooks (no-ops when unused)
+
+    so = ScaleOut(shard=shard, state=state, fit_only=fit_only, dist=dist,
+                  selection=sel_stage.active or dropper is not None,
+                  params=dict(bits=bits, clusters=clusters, palette=palette, attention=attention,
+                              attention_fraction=float(attention_fraction), seed=seed,
+                              max_side=max_side, background=list(bg), max_pixels=opts.max_pixels,
+                              on_error=on_error, batch_size=batch_size,
+                              max_points_per_image=max_points_per_image,
+                              proxy_resolution=proxy_resolution, epochs=epochs,
+                              max_train_images=max_train_images, refine=refine,
+                              refine_steps=refine_steps, refine_images=refine_images,
+                              refine_crop=refine_crop, payload_encoding=payload_encoding))
 
     src_path = Path(src)
     dst_path = Path(dst)
@@ -378,7 +402,8 @@ def convert(
 
     timer = _Timer()
     need_features = palette == "cluster" and clusters > 1
-    need_model = need_features or attention or sel_stage.needs_model or dropper is not None
+    need_model = need_features or (attention and not so.features_only) or sel_stage.needs_model \
+        or dropper is not None
     skipped: dict[int, str] = {}
 
     def fail_or_skip(pos: int, err: InputImageError) -> None:
@@ -399,9 +424,10 @@ def convert(
         task: TaskModel | None = None
         model_identity: dict[str, Any] = {"kind": "none (not needed by these settings)"}
         if need_model:
-            task = resolve_task_model(model)
+            task = resolve_task_model(so.model(model))
             sel_stage.check_epochs(epochs, task is None)
-            if task is None:
+            proxy = task is None
+            if proxy and so.is_root:  # torchrun: rank 0 trains, the others receive its weights
                 with timer.stage("sample"):
                     gen = _generator(seed, _S_SAMPLE, torch.device("cpu"))
                     if n_all <= max_train_images:
@@ -436,6 +462,10 @@ def convert(
                         device=dev, progress=progress, on_epoch_model=sel_stage.epoch_hook(),
                     )
                     del timgs
+            if proxy:
+                with timer.stage("train"):
+                    task = so.broadcast_proxy(task)
+            assert task is not None
             task.to(dev)
             task.module.eval()
             model_identity = dict(task.identity)
@@ -454,7 +484,7 @@ def convert(
         pal_gen = _generator(seed, _S_IMGPAL, dev)
         with timer.stage("analyse"):
             bar = tqdm(total=n_all, desc="analyse", unit="img", disable=not progress, leave=False)
-            todo = [p for p in range(n_all) if p not in skipped]
+            todo = [p for p in range(n_all) if p not in skipped and so.owns(p)]
             batch: list[tuple[int, np.ndarray]] = []
 
             def flush(batch: list[tuple[int, np.ndarray]]) -> None:
@@ -462,6 +492,9 @@ def convert(
                 are processed together)."""
                 nonlocal degenerate, target_rule
                 arrs = [a for _, a in batch]
+                blk = batch[0][0] // batch_size  # random streams per block: shard-independent
+                mask_gen.manual_seed(block_seed(seed, _S_MASK, blk))
+                pal_gen.manual_seed(block_seed(seed, _S_IMGPAL, blk))
                 cams = None
                 if task is not None:
                     x = torch.cat([task.prepare(_chw(a)) for a in arrs])
@@ -472,7 +505,7 @@ def convert(
                         if sel_stage.needs_model:
                             sel_stage.observe_model(x, logits, last,
                                                     [entries[p].label for p, _ in batch], n_classes)
-                        if attention or dropper is not None:
+                        if (attention or dropper is not None) and not so.features_only:
                             labels = torch.tensor([entries[p].label for p, _ in batch])
                             if logits.shape[1] == n_classes:
                                 targets = labels
@@ -483,6 +516,8 @@ def convert(
                             if dropper is not None:  # patch importance: the same maps
                                 dropper.record(cams, last)
                                 cams = cams if attention else None
+                if so.features_only:  # shard mode: palettes come from the fit state
+                    return
                 sel_stage.observe_images(arrs)
                 points: list[torch.Tensor | None] = [None] * len(arrs)
                 for shape, members in _by_shape(arrs).items():
@@ -512,13 +547,16 @@ def convert(
                 ok_positions.append(pos)
                 heights.append(got.shape[0])
                 widths.append(got.shape[1])
-                batch.append((pos, got))
-                if len(batch) >= batch_size:
-                    flush(batch)
+                if batch and pos // batch_size != batch[0][0] // batch_size:
+                    flush(batch)  # a batch is a block of batch_size listing positions
                     batch = []
+                batch.append((pos, got))
             if batch:
                 flush(batch)
             bar.close()
+        ok_positions, heights, widths, all_grey, degenerate, target_rule = so.gather_analysis(
+            feats, pal_centers, pal_counts, skipped, ok_positions, heights, widths, all_grey,
+            degenerate, target_rule, k)
         n = len(ok_positions)
         if n == 0:
             raise InputImageError(f"none of the {n_all} images under {str(listing.root)!r} "
@@ -536,12 +574,16 @@ def convert(
 
         # -------------------------------------------------------------- cluster
         with timer.stage("cluster"):
-            if palette == "cluster":
+            if so.state is not None:  # shard mode: nearest centroid of the fit state
+                n_groups, groups = so.state.assign(feats, n, dev)
+            elif palette == "cluster":
                 n_groups = min(clusters, n)
                 if need_features and n_groups > 1:
-                    f = standardize(torch.from_numpy(np.concatenate(feats)).to(dev))
+                    raw_feats = torch.from_numpy(np.concatenate(feats)).to(dev)
+                    f = standardize(raw_feats)
                     res = kmeans(f, n_groups, n_init=4, generator=_generator(seed, _S_CLUSTER, dev))
                     groups = res.labels.cpu()
+                    so.record_clusters(raw_feats, res.centers)
                 else:
                     groups = torch.zeros(n, dtype=torch.long)
             elif palette == "global":
@@ -554,7 +596,9 @@ def convert(
 
         # -------------------------------------------------------------- palettes
         with timer.stage("palettes"):
-            if palette == "image":
+            if so.state is not None:
+                pal_u8 = so.state.palettes.copy()
+            elif palette == "image":
                 pal_u8 = palette_to_uint8(centers_all)
             else:
                 shared = shared_palettes(centers_all.to(dev), counts_all.to(dev), groups.to(dev),
@@ -586,7 +630,7 @@ def convert(
             refine_stats["edge_loss_after"] += r.edge_loss_after
 
         with timer.stage("refine"):
-            if refine and refine_steps > 0 and palette != "image":
+            if refine and refine_steps > 0 and palette != "image" and so.state is None:
                 bar = tqdm(total=n_groups, desc="refine", unit="palette", disable=not progress,
                            leave=False)
                 groups_np = groups.numpy()
@@ -607,6 +651,16 @@ def convert(
                     pal_u8[g] = r.palette
                     add_refine_stats(r)
                 bar.close()
+
+        groups, pal_u8 = so.sync_fit(groups, pal_u8, refine_stats)
+        if so.fit_only:
+            return so.save_fit(dst_path, task=task, pal_u8=pal_u8, n_groups=n_groups,
+                               channels=channels, listing=listing, model_identity=model_identity,
+                               refine_stats=refine_stats, degenerate=degenerate,
+                               target_rule=target_rule, skipped=skipped, n=n, device=str(dev),
+                               seconds=timer.seconds)
+        write_at = so.write_at(write_at, ok_positions)  # shard / torchrun: this share only
+        dst_path = so.output(dst_path)
 
         # -------------------------------------------------------------- pass 2: write
         psnrs: list[float] = []
@@ -718,6 +772,8 @@ def convert(
                 if plan is not None:
                     plan.add_to(w)
                     prov["selection"] = plan.summary
+                so.annotate(prov, written=[ok_positions[i] for i in write_at], skipped=skipped,
+                            psnrs=psnrs, raw_bytes=raw_bytes, source_bytes=source_bytes)
                 w.set_provenance(prov)
         file_bytes = dst_path.stat().st_size
         timer.seconds["write"] -= refine_in_write[0]
