@@ -19,7 +19,10 @@ Configurations (``--configs``, comma-separated names):
 - ablations at q = 2: ``dcq-q2-image`` (one palette per image; WITHOUT refinement, because
   per-image refinement costs ~0.4-0.8 s per image on this machine -- compare it with
   ``dcq-q2-norefine``), ``dcq-q2-global`` (one palette),
-  ``dcq-q2-noattn`` (palettes from all pixels), ``dcq-q2-norefine`` (no edge refinement).
+  ``dcq-q2-noattn`` (palettes from all pixels), ``dcq-q2-norefine`` (no edge refinement),
+  ``dcq-q2-paper`` (palettes from the attended pixels only and no reserved background colour,
+  as METHOD.md §1 states the method; the encoder's defaults since the diagnosis in
+  ``results/train_probe_diagnosis.md`` weigh the other pixels 0.1 and keep a flat dominant colour).
 - per-image quantizers: ``mediancut-q1/q2`` (Pillow MEDIANCUT, 2**q colours) and ``kmeans-q1/q2``
   (MEDIANCUT refined by Pillow's k-means until no pixel moves); bytes = PNG-8 files (optimised).
 - ``jpeg@dcq-q1/q2``: JPEG (optimised Huffman tables) at the one quality, searched per dataset,
@@ -102,6 +105,8 @@ CONFIGS: tuple[Config, ...] = (
     Config("dcq-q2-global", "dcq", "ablation: one global palette (C=1)", 2, {"palette": "global"}),
     Config("dcq-q2-noattn", "dcq", "ablation: no attention (all pixels)", 2, {"attention": False}),
     Config("dcq-q2-norefine", "dcq", "ablation: no edge refinement", 2, {"refine": False}),
+    Config("dcq-q2-paper", "dcq", "ablation: attention-only palettes, no reserved colour", 2,
+           {"context_weight": 0.0, "reserve_share": None}),
     Config("mediancut-q1", "quant", "Pillow MEDIANCUT per image, PNG-8", 1),
     Config("mediancut-q2", "quant", "Pillow MEDIANCUT per image, PNG-8", 2),
     Config("kmeans-q1", "quant", "MEDIANCUT + k-means per image, PNG-8", 1, kmeans=True),

@@ -108,8 +108,8 @@ def register(subparsers: Any) -> None:
                    help="colour transparent pixels are flattened onto: white (default), black, #rrggbb, r,g,b")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
                    help="unreadable images: stop (default) or skip and list them")
-    p.add_argument("--encoding", choices=("raw", "zstd", "auto"), default="raw",
-                   help="payload encoding: raw bit-packed (default), zstd, or auto (smaller of both)")
+    p.add_argument("--encoding", choices=("raw", "zstd", "auto"), default="auto",
+                   help="payload encoding: raw bit-packed, zstd, or auto (smaller of both, default)")
     p.add_argument("--epochs", type=int, default=4, help="proxy model training epochs (default 4)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on the CPU: small tensors, "
                    "output independent of the core count)")

@@ -50,7 +50,14 @@ from dcqformat.encode.gradcam import compute_cams, top_fraction_masks, upsample_
 from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_background, to_channels
 from dcqformat.encode.kmeans import kmeans
 from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model, train_proxy
-from dcqformat.encode.palettes import image_palettes, palette_to_uint8, shared_palettes
+from dcqformat.encode.palettes import (
+    RESERVE_RADIUS,
+    dominant_colours,
+    image_palettes,
+    palette_to_uint8,
+    reserved_colours,
+    shared_palettes,
+)
 from dcqformat.encode.patchdrop import PatchDropper, parse_patch_drop
 from dcqformat.encode.refine import refine_palette, refine_palettes_batched
 from dcqformat.encode.scan import FolderListing, SourceEntry, scan_image_folder
@@ -276,12 +283,14 @@ def convert(
     max_side: int | None = None,
     background: str | Sequence[int] = (255, 255, 255),
     on_error: str = "fail",
-    payload_encoding: str = "raw",
+    payload_encoding: str = "auto",
     progress: bool = True,
     epochs: int = 4,
     proxy_resolution: int = 32,
     max_train_images: int = 20_000,
     attention_fraction: float = 0.5,
+    context_weight: float = 0.1,
+    reserve_share: float | None = 0.2,
     refine_steps: int = 20,
     refine_images: int = 8,
     refine_crop: int = 64,
@@ -308,13 +317,18 @@ def convert(
     Main parameters (METHOD.md §1 defaults): ``bits`` q (K = 2**q colours per palette),
     ``clusters`` C = 20, ``palette``: ``"cluster"`` (the method), ``"image"`` (one palette per
     image, C = N) or ``"global"`` (one palette, C = 1); ``attention``: palettes from the top
-    ``attention_fraction`` (50 %) Grad-CAM++ pixels (False: all pixels); ``refine``: Sobel
-    edge-loss refinement; ``model``: ``"proxy"`` (train one), a checkpoint path, an
+    ``attention_fraction`` (50 %) Grad-CAM++ pixels (False: all pixels), the other pixels
+    weighing ``context_weight`` (ours, default 0.1; 0 = attended pixels only, as the paper) in
+    the per-image palettes so flat backgrounds keep a colour; ``refine``: Sobel
+    edge-loss refinement, kept per palette only where it does not lower PSNR on its crops;
+    ``reserve_share`` (ours, default 0.2; None = off): a shared palette whose members' most
+    frequent colour (a flat background) covers at least this share of their pixels keeps that
+    colour exactly as one entry; ``model``: ``"proxy"`` (train one), a checkpoint path, an
     ``nn.Module`` or a :class:`~dcqformat.encode.model.TaskModel`; ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda"``...; ``max_side``: downscale larger images; ``background``: colour
     transparent pixels are flattened onto; ``on_error``: ``"fail"`` or ``"skip"`` unreadable
     images (skipped files are listed in the summary and the provenance); ``payload_encoding``:
-    ``"raw"``, ``"zstd"`` or ``"auto"``; ``overwrite``: replace an existing ``dst``;
+    ``"raw"``, ``"zstd"`` or ``"auto"`` (default: per image, the smaller of raw and zstd); ``overwrite``: replace an existing ``dst``;
     ``threads``: torch intra-op CPU threads for the duration (default 1 on the CPU: the
     encoder's tensors are small -- per-image palettes, a 32 px proxy -- so extra threads gain
     little and, on a busy machine, cost up to 8x in spin-waiting; one thread also makes the
@@ -359,6 +373,10 @@ def convert(
     batch_size = _check_int("batch_size", batch_size, 1)
     if not 0.0 < float(attention_fraction) <= 1.0:
         raise InvalidArgumentError(f"attention_fraction must be in (0, 1], got {attention_fraction}")
+    if not 0.0 <= float(context_weight) <= 1.0:
+        raise InvalidArgumentError(f"context_weight must be in [0, 1], got {context_weight}")
+    if reserve_share is not None and not 0.0 < float(reserve_share) <= 1.0:
+        raise InvalidArgumentError(f"reserve_share must be in (0, 1] or None, got {reserve_share}")
     if max_side is not None:
         max_side = _check_int("max_side", max_side, 1)
     bg = parse_background(background)
@@ -381,14 +399,15 @@ def convert(
     so = ScaleOut(shard=shard, state=state, fit_only=fit_only, dist=dist,
                   selection=sel_stage.active or dropper is not None,
                   params=dict(bits=bits, clusters=clusters, palette=palette, attention=attention,
-                              attention_fraction=float(attention_fraction), seed=seed,
-                              max_side=max_side, background=list(bg), max_pixels=opts.max_pixels,
-                              on_error=on_error, batch_size=batch_size,
-                              max_points_per_image=max_points_per_image,
+                              attention_fraction=float(attention_fraction),
+                              context_weight=float(context_weight), seed=seed, max_side=max_side,
+                              background=list(bg), max_pixels=opts.max_pixels, on_error=on_error,
+                              batch_size=batch_size, max_points_per_image=max_points_per_image,
                               proxy_resolution=proxy_resolution, epochs=epochs,
                               max_train_images=max_train_images, refine=refine,
                               refine_steps=refine_steps, refine_images=refine_images,
-                              refine_crop=refine_crop, payload_encoding=payload_encoding))
+                              refine_crop=refine_crop, payload_encoding=payload_encoding,
+                              reserve_share=reserve_share))
 
     src_path = Path(src)
     dst_path = Path(dst)
@@ -474,6 +493,7 @@ def convert(
         feats: list[np.ndarray] = []
         pal_centers: list[torch.Tensor] = []
         pal_counts: list[torch.Tensor] = []
+        dominant: list[tuple[int, np.ndarray, float]] = []  # per image: bin key, colour, share
         ok_positions: list[int] = []
         heights: list[int] = []
         widths: list[int] = []
@@ -520,8 +540,14 @@ def convert(
                     return
                 sel_stage.observe_images(arrs)
                 points: list[torch.Tensor | None] = [None] * len(arrs)
+                pweights: list[torch.Tensor | None] = [None] * len(arrs)
+                dom: list[tuple[int, np.ndarray, float]] = [(0, np.zeros(3, np.uint8), 0.0)] * len(arrs)
                 for shape, members in _by_shape(arrs).items():
                     stack = np.stack([to_channels(arrs[i], 3) for i in members])
+                    if reserve_share is not None:
+                        dkey, drgb, dshare = dominant_colours(stack)
+                        for j, i in enumerate(members):
+                            dom[i] = (int(dkey[j]), drgb[j], float(dshare[j]))
                     pix = pixels_to_working(stack, dev).reshape(len(members), -1, 3)
                     if cams is None:
                         for j, i in enumerate(members):
@@ -532,11 +558,18 @@ def convert(
                     degenerate += int(degen.sum())
                     masks = masks.reshape(len(members), -1).to(pix.device)
                     for j, i in enumerate(members):
-                        points[i] = pix[j][masks[j]]
+                        if context_weight > 0:  # attended pixels weigh 1, the rest context_weight
+                            points[i] = pix[j]
+                            pweights[i] = torch.where(masks[j], 1.0, float(context_weight))
+                        else:
+                            points[i] = pix[j][masks[j]]
                 c, n = image_palettes([p for p in points if p is not None], k,
+                                      weights=[w for p, w in zip(points, pweights, strict=True)
+                                               if p is not None],
                                       max_points=max_points_per_image, generator=pal_gen)
                 pal_centers.append(c.cpu())
                 pal_counts.append(n.cpu())
+                dominant.extend(dom)
 
             for pos, got in _load_many(entries, todo, opts, workers):
                 bar.update(1)
@@ -556,7 +589,7 @@ def convert(
             bar.close()
         ok_positions, heights, widths, all_grey, degenerate, target_rule = so.gather_analysis(
             feats, pal_centers, pal_counts, skipped, ok_positions, heights, widths, all_grey,
-            degenerate, target_rule, k)
+            degenerate, target_rule, k, per_image=[dominant])
         n = len(ok_positions)
         if n == 0:
             raise InputImageError(f"none of the {n_all} images under {str(listing.root)!r} "
@@ -595,14 +628,28 @@ def convert(
             feats.clear()
 
         # -------------------------------------------------------------- palettes
+        reserved_groups = 0
+        reserved_set: set[int] = set()  # groups whose palette entry 0 is a reserved colour
         with timer.stage("palettes"):
             if so.state is not None:
                 pal_u8 = so.state.palettes.copy()
+                reserved_groups = int(so.state.meta["reserved_groups"])
             elif palette == "image":
                 pal_u8 = palette_to_uint8(centers_all)
             else:
+                res_w = has_res = None
+                if reserve_share is not None:
+                    res_rgb, has_res_np = reserved_colours(
+                        np.array([d[0] for d in dominant], np.int64),
+                        np.stack([d[1] for d in dominant]), np.array([d[2] for d in dominant]),
+                        groups.numpy(), n_groups, reserve_share)
+                    reserved_groups = int(has_res_np.sum())
+                    reserved_set = {int(g) for g in np.flatnonzero(has_res_np)}
+                    res_w = palette_to_working(res_rgb, dev)[..., :channels]
+                    has_res = torch.from_numpy(has_res_np)
                 shared = shared_palettes(centers_all.to(dev), counts_all.to(dev), groups.to(dev),
-                                         n_groups, k, generator=_generator(seed, _S_SHARED, dev))
+                                         n_groups, k, generator=_generator(seed, _S_SHARED, dev),
+                                         reserved=res_w, has_reserved=has_res)
                 pal_u8 = palette_to_uint8(shared)
             pal_u8 = np.ascontiguousarray(pal_u8)
 
@@ -622,6 +669,8 @@ def convert(
         refine_stats: dict[str, float] = {"palettes_refined": 0, "palettes_improved": 0,
                                           "edge_loss_before": 0.0, "edge_loss_after": 0.0}
         rgen = _generator(seed, _S_REFINE, torch.device("cpu"))
+        refine_rule = ("keep a refined palette only if it lowers EL + 1.0*MSE and does not raise "
+                       "the MSE (PSNR) on its refinement crops")
 
         def add_refine_stats(r: Any) -> None:
             refine_stats["palettes_refined"] += 1
@@ -647,7 +696,8 @@ def convert(
                             raise InputImageError(f"{got} (it was readable earlier: did the source "
                                                   "change during the conversion?)")
                         crops.append(_random_crop(to_channels(got, channels), refine_crop, rgen))
-                    r = refine_palette(crops, pal_u8[g], steps=refine_steps, device=dev)
+                    r = refine_palette(crops, pal_u8[g], steps=refine_steps, device=dev,
+                                       frozen=(0,) if g in reserved_set else ())
                     pal_u8[g] = r.palette
                     add_refine_stats(r)
                 bar.close()
@@ -658,7 +708,7 @@ def convert(
                                channels=channels, listing=listing, model_identity=model_identity,
                                refine_stats=refine_stats, degenerate=degenerate,
                                target_rule=target_rule, skipped=skipped, n=n, device=str(dev),
-                               seconds=timer.seconds)
+                               seconds=timer.seconds, reserved_groups=reserved_groups)
         write_at = so.write_at(write_at, ok_positions)  # shard / torchrun: this share only
         dst_path = so.output(dst_path)
 
@@ -742,7 +792,11 @@ def convert(
                     "parameters": {
                         "bits": bits, "palette_size": k, "clusters": clusters,
                         "clusters_used": n_groups, "palette": palette, "attention": attention,
-                        "attention_fraction": attention_fraction, "refine": refine,
+                        "attention_fraction": attention_fraction,
+                        "context_weight": context_weight if attention else None,
+                        "reserve_share": reserve_share, "reserve_radius": RESERVE_RADIUS,
+                        "palettes_with_reserved_colour": reserved_groups,
+                        "refine": refine, "refine_rule": refine_rule,
                         "refine_steps": refine_steps, "refine_images": refine_images,
                         "refine_crop": refine_crop, "seed": seed, "max_side": max_side,
                         "background": list(bg), "max_pixels": opts.max_pixels,
