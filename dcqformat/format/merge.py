@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.codecs.bitpack import unpack_indices
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 from dcqformat.format.writer import DCQWriter
@@ -170,9 +169,9 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
         for _pos, j, i in table.tolist():
             hs, ws, cl, lb, sp, sz = meta[j]
             h, wd = int(hs[i]), int(ws[i])
-            # DCQFile has no public index-map accessor; _packed_bytes returns the validated,
-            # decompressed bit-packed indices of sample i.
-            idx = unpack_indices(files[j]._packed_bytes(i), h * wd, ref.bits).reshape(h, wd)
+            idx = files[j].index_map(i)  # validated, decompressed; shards have no masks
+            if idx.shape != (h, wd):
+                raise ShardMismatchError(f"{files[j].path}: sample {i} is {idx.shape}, expected {(h, wd)}")
             w.add_sample(idx, int(cl[i]), int(lb[i]),
                          source_path=None if sp is None else sp[i],
                          source_size=None if sz is None else int(sz[i]))
