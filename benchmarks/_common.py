@@ -47,3 +47,11 @@ def photo_tiles(size: int, count: int, seed: int = 0) -> Iterator[np.ndarray]:
         y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.Resampling.LANCZOS)
         yield np.asarray(crop.convert("RGB"))
+
+
+def emit_report(lines: list[str], out: str | Path) -> str:
+    """Join a markdown report's ``lines``, print it and write it to ``out``; returns the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(out).write_text(text)
+    return text

@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{k[0]}@{k[1]:.0%}: " + ", ".join(f"{100 * r['accuracy']:.2f}" for r in v)
             for k, v in rows.items()),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
+    from _common import emit_report  # type: ignore[import-not-found]
+
+    emit_report(lines, args.out)
     return 0
 
 

@@ -246,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{len(stored)} groups stored in the file's `dedup` selection; identical to the "
                   f"direct run above: {same}", "", "```", summ.format(), "```", ""]
     lines.append(f"Wall time of the whole run: {(time.perf_counter() - t_start) / 60:.1f} min.")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    Path(args.out).write_text(text)
+    from _common import emit_report  # type: ignore[import-not-found]
+
+    emit_report(lines, args.out)
     return 0
 
 

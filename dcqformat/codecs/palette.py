@@ -612,14 +612,14 @@ def _decode_by_table(packed, bits, n_pixels, palette, out, planar):  # type: ign
     n_bytes = n_pixels // (8 // bits)
     bad_per_byte = np.zeros(256, np.int64)
     if bits == 1:
-        t1 = np.zeros((max(ch, 3), 256) if (planar or ch == 1) else (256, 3), np.uint64)
+        t1 = np.zeros((ch, 256) if (planar or ch == 1) else (256, 3), np.uint64)
         any_bad = _byte_table(bits, palette, planar, t1, bad_per_byte)
         return _table_decode(packed, n_bytes, t1, out.view(np.uint64), planar, ch, any_bad, bad_per_byte)
     if bits == 2:
-        t2 = np.zeros((max(ch, 3), 256) if (planar or ch == 1) else (256, 3), np.uint32)
+        t2 = np.zeros((ch, 256) if (planar or ch == 1) else (256, 3), np.uint32)
         any_bad = _byte_table(bits, palette, planar, t2, bad_per_byte)
         return _table_decode(packed, n_bytes, t2, out.view(np.uint32), planar, ch, any_bad, bad_per_byte)
-    t4 = np.zeros((max(ch, 3), 256) if (planar or ch == 1) else (256, 3), np.uint16)
+    t4 = np.zeros((ch, 256) if (planar or ch == 1) else (256, 3), np.uint16)
     any_bad = _byte_table(bits, palette, planar, t4, bad_per_byte)
     return _table_decode(packed, n_bytes, t4, out.view(np.uint16), planar, ch, any_bad, bad_per_byte)
 

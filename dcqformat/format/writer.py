@@ -151,7 +151,8 @@ class DCQWriter:
             raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
         if channels not in (1, 3):
             raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
-        if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence):
+        # Any iterable of names (a list, a tuple, a NumPy array of str) but not one string.
+        if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
             raise InvalidArgumentError(
                 f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
         classes = [str(c) for c in classes]
