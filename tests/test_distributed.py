@@ -31,7 +31,7 @@ def _rank(rank: int, world: int, port: int, src: str, dst: str, fail: str | None
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     from dcqformat.encode import distributed, pipeline
-    from dcqformat.format import merge
+    from dcqformat.format.reader import DCQFile as File
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError(f"injected failure on rank {rank}")
@@ -39,7 +39,7 @@ def _rank(rank: int, world: int, port: int, src: str, dst: str, fail: str | None
     if fail == "analyse" and rank == 1:
         pipeline.image_palettes = boom  # type: ignore[assignment]
     if fail == "merge" and rank == 0:
-        merge.unpack_indices = boom  # type: ignore[assignment]  # fails half-way into the merge
+        File.index_map = boom  # type: ignore[method-assign]  # the merge reads shards through it
     distributed.convert_distributed(src, dst, timeout_s=120, **KW, **extra)
 
 
