@@ -68,7 +68,21 @@ def test_readme_lists_every_vector() -> None:
 
 
 def test_folder_stays_small() -> None:
-    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 200_000
+    # 188 KB for version 1.0's 64 vectors, 260 KB with the 17 patch-mask (1.1) ones
+    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 300_000
+
+
+def test_patch_mask_vectors_exist() -> None:
+    """Version 1.1 (§13) is covered: masked files with raw and zstd payloads, an ignored
+    /masks group, and a hostile file for each rule of §13's reject list."""
+    masked = [n for n in VALID if "_masks_" in n]
+    assert {"q2_rgb_raw_masks_p4", "q3_grey_zstd_masks_p3", "q2_grey_raw_masks_ignored"} <= set(masked)
+    with DCQFile(VECTORS / "valid" / "q2_rgb_raw_masks_p4.dcq") as f:
+        assert f.version == (1, 1) and f.patch_size == 4
+        assert f.patch_mask(0).tolist() == [[True, False], [False, True]]  # §13's worked example
+    with DCQFile(VECTORS / "valid" / "q2_grey_raw_masks_ignored.dcq") as f:
+        assert f.patch_size is None
+    assert len([n for n in INVALID if n.startswith("masks_")]) >= 14
 
 
 def test_invalid_records_are_well_formed() -> None:

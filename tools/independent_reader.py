@@ -32,7 +32,8 @@ import zstandard
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZSTD_MAGIC = 0xFD2FB528
 KNOWN_MAJOR = 1
-KNOWN_FEATURES: frozenset[str] = frozenset()  # §9: version 1.0 defines none
+KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask"})  # §9; §13 (version 1.1)
+MAX_PATCH = 65536
 SAMPLE_DTYPES = {  # §4
     "height": "<u4", "width": "<u4", "label": "<u4", "cluster": "<u4",
     "offset": "<u8", "length": "<u8", "crc32": "<u4",
@@ -279,7 +280,65 @@ class IndependentReader:
             entry["attrs"] = self._json(h5, f"selections/{name}/attrs")
             self.selections[name] = entry
         self.n = n
+        self.masks: dict[str, Any] | None = None
+        if "patch-mask" in features:  # §13 (otherwise /masks, if any, is ignored: §9)
+            self._read_masks(h5)
         self._check_samples(num_classes, c)
+
+    # -- §13: patch masks ----------------------------------------------------------------
+    def _read_masks(self, h5: h5py.File) -> None:
+        group = h5.get("masks")
+        if not isinstance(group, h5py.Group):
+            raise self._err("StructureError", "open", "patch-mask listed but /masks is not a group")
+        if "patch_size" not in group.attrs:
+            raise self._err("StructureError", "open", "/masks has no patch_size")
+        raw_p = np.asarray(group.attrs["patch_size"])
+        if raw_p.shape != () or raw_p.dtype.kind not in "iu" or not 1 <= int(raw_p) <= MAX_PATCH:
+            raise self._err("StructureError", "open", f"/masks patch_size {raw_p!r} outside 1..{MAX_PATCH}")
+        p = int(raw_p)
+        s = self.samples
+        grids = [(-(-s["height"][i] // p), -(-s["width"][i] // p)) for i in range(self.n)]
+        keep_bytes = self._checked(h5, "masks/keep", "u1", None)
+        if keep_bytes.size != sum((gh * gw + 7) // 8 for gh, gw in grids):
+            raise self._err("StructureError", "open", "/masks/keep has the wrong length")
+        keeps, pos = [], 0
+        for i, (gh, gw) in enumerate(grids):
+            m = (gh * gw + 7) // 8
+            bits = np.unpackbits(keep_bytes[pos:pos + m], bitorder="little")
+            if bits[gh * gw:].any():
+                raise self._err("StructureError", "open", f"sample {i}: non-zero mask padding bits")
+            keeps.append(bits[:gh * gw].astype(bool).reshape(gh, gw))
+            pos += m
+        n_dropped = sum(int((~k).sum()) for k in keeps)
+        fill = self._checked(h5, "masks/fill", "u1", (n_dropped,))
+        if fill.size and int(fill.max()) >= self.palette_size:
+            raise self._err("StructureError", "open", f"/masks/fill holds {int(fill.max())} >= K")
+        theta = self._checked(h5, "masks/theta", "<f4", (self.n,))
+        if not (np.isfinite(theta) & (theta >= 0) & (theta <= 1)).all():
+            raise self._err("StructureError", "open", "/masks/theta holds a value outside 0..1")
+        fills, pos = [], 0
+        for k in keeps:
+            d = int((~k).sum())
+            fills.append([int(v) for v in fill[pos:pos + d]])
+            pos += d
+        self.masks = {"patch_size": p, "keep": keeps, "fill": fills}
+
+    def _patches(self, i: int) -> list[tuple[bool, slice, slice]]:
+        """Sample i's patches in increasing g: (kept, rows, columns), clipped at the border."""
+        assert self.masks is not None
+        p, keep = self.masks["patch_size"], self.masks["keep"][i]
+        h, w = self.samples["height"][i], self.samples["width"][i]
+        gh, gw = keep.shape
+        return [(bool(keep[r, c]), slice(r * p, min(r * p + p, h)), slice(c * p, min(c * p + p, w)))
+                for r in range(gh) for c in range(gw)]
+
+    def stored_pixels(self, i: int) -> int:
+        """§5 H*W, or §13 S_i (the kept pixels) in a masked file."""
+        s = self.samples
+        if self.masks is None:
+            return int(s["height"][i]) * int(s["width"][i])
+        return sum((rows.stop - rows.start) * (cols.stop - cols.start)
+                   for kept, rows, cols in self._patches(i) if kept)
 
     def _check_samples(self, num_classes: int, c: int) -> None:  # §10.6
         s = self.samples
@@ -294,7 +353,7 @@ class IndependentReader:
             off, length = s["offset"][i], s["length"][i]
             if off + length > self.payload_size:
                 raise self._err("StructureError", "open", f"sample {i}: bytes {off}+{length} past the payload")
-            need = (int(h[i]) * int(w[i]) * self.bits + 7) // 8
+            need = (self.stored_pixels(i) * self.bits + 7) // 8
             if self.encoding == "raw" and length != need:
                 raise self._err("StructureError", "open", f"sample {i}: raw length {length} != {need}")
 
@@ -309,7 +368,7 @@ class IndependentReader:
         stored = self.payload[off:off + length]
         if (self.check_crc if check_crc is None else check_crc) and crc32(stored) != int(s["crc32"][i]):
             raise self._err("ChecksumMismatchError", stage, f"sample {i}: CRC-32 differs")
-        need = (int(s["height"][i]) * int(s["width"][i]) * self.bits + 7) // 8
+        need = (self.stored_pixels(i) * self.bits + 7) // 8
         if self.encoding == "raw":
             return stored
         try:
@@ -334,19 +393,31 @@ class IndependentReader:
             raise IndexError(i)
         s = self.samples
         h, w = int(s["height"][i]), int(s["width"][i])
-        idx = unpack(self.packed(i, stage=stage, check_crc=check_crc), h * w, self.bits)
+        n_stored = self.stored_pixels(i)
+        idx = unpack(self.packed(i, stage=stage, check_crc=check_crc), n_stored, self.bits)
         if idx.size and int(idx.max()) >= self.palette_size:  # §5, §10.7
             raise self._err("PayloadError", stage, f"sample {i}: index {int(idx.max())} >= K")
-        pixels = self.palettes[int(s["cluster"][i])][idx].reshape(h, w, self.channels)
-        return pixels.astype(np.uint8), int(s["label"][i])
+        palette = self.palettes[int(s["cluster"][i])]
+        if self.masks is None:
+            pixels = palette[idx].reshape(h, w, self.channels)
+            return pixels.astype(np.uint8), int(s["label"][i])
+        pixels = np.zeros((h, w, self.channels), dtype=np.uint8)  # §13: walk the patches
+        pos, fills = 0, iter(self.masks["fill"][i])
+        for kept, rows, cols in self._patches(i):
+            if kept:
+                n = (rows.stop - rows.start) * (cols.stop - cols.start)
+                pixels[rows, cols] = palette[idx[pos:pos + n]].reshape(rows.stop - rows.start, -1, self.channels)
+                pos += n
+            else:
+                pixels[rows, cols] = palette[next(fills)]
+        return pixels, int(s["label"][i])
 
     # -- §8: verification ----------------------------------------------------------------
     def verify(self) -> None:
         if crc32(self.payload) != self.payload_crc:
             raise self._err("ChecksumMismatchError", "verify", "/payload: CRC-32 differs")
-        s = self.samples
         for i in range(self.n):
-            n_bits = int(s["height"][i]) * int(s["width"][i]) * self.bits
+            n_bits = self.stored_pixels(i) * self.bits
             packed = self.packed(i, stage="verify", check_crc=True)
             if n_bits % 8 and packed[-1] >> (n_bits % 8):
                 raise self._err("StructureError", "verify", f"sample {i}: non-zero padding bits")

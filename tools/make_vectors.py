@@ -90,6 +90,56 @@ def zstd_raw_block_frame(content: bytes, declared: int | None, *, block_type: in
     return magic + header + struct.pack("<I", block)[:3] + content
 
 
+def grid(h: int, w: int, p: int) -> tuple[int, int]:
+    """§13: the patch grid of an H×W sample at patch size P (last row/column clipped)."""
+    return -(-h // p), -(-w // p)
+
+
+def kept_pixel_order(h: int, w: int, p: int, keep: np.ndarray) -> np.ndarray:
+    """§13: flat pixel positions (y*W + x) of the kept pixels, in stored order: kept patches in
+    increasing g = r*gw + c, inside a patch its clipped pixels in raster order."""
+    gh, gw = grid(h, w, p)
+    order: list[int] = []
+    for g in range(gh * gw):
+        r, c = divmod(g, gw)
+        if keep[r, c]:
+            order.extend(y * w + x for y in range(r * p, min(r * p + p, h))
+                         for x in range(c * p, min(c * p + p, w)))
+    return np.array(order, dtype=np.int64)
+
+
+def reference_fills(m: np.ndarray, p: int, keep: np.ndarray, k: int) -> list[int]:
+    """§13: the reference encoder's fill of each dropped patch (increasing g): the index most
+    frequent among the patch's own indices, ties to the smallest."""
+    h, w = m.shape
+    gh, gw = grid(h, w, p)
+    out = []
+    for g in range(gh * gw):
+        r, c = divmod(g, gw)
+        if not keep[r, c]:
+            out.append(int(np.argmax(np.bincount(m[r * p:r * p + p, c * p:c * p + p].ravel(), minlength=k))))
+    return out
+
+
+def masked_pixels(palette: np.ndarray, m: np.ndarray, p: int, keep: np.ndarray,
+                  fills: list[int]) -> np.ndarray:
+    """§13 decoding, in NumPy: kept pixels from their indices, a dropped patch in its fill colour."""
+    out = palette[m].copy()
+    h, w = m.shape
+    gh, gw = grid(h, w, p)
+    dropped = iter(fills)
+    for g in range(gh * gw):
+        r, c = divmod(g, gw)
+        if not keep[r, c]:
+            out[r * p:r * p + p, c * p:c * p + p] = palette[next(dropped)]
+    return out
+
+
+def pack_keep(keeps: list[np.ndarray]) -> bytes:
+    """§13: each sample's mask bits (row-major g) LSB first, each mask on a byte boundary."""
+    return b"".join(np.packbits(k.ravel().astype(np.uint8), bitorder="little").tobytes() for k in keeps)
+
+
 # ---------------------------------------------------------------------------------------
 # Valid vectors
 # ---------------------------------------------------------------------------------------
@@ -108,6 +158,8 @@ class ValidSpec:
     selection: bool = False
     smooth: tuple[int, ...] = ()  # samples drawn as smooth ramps (so zstd has work to do)
     post: Callable[[h5py.File], None] | None = None  # an h5py edit after writing
+    patch_size: int | None = None  # §13: written with patch masks (version 1.1)
+    keeps: Callable[[np.random.Generator, int, int, int], np.ndarray] | None = None  # (rng, i, gh, gw)
 
 
 def _future_minor(h5: h5py.File) -> None:
@@ -115,6 +167,31 @@ def _future_minor(h5: h5py.File) -> None:
     h5.attrs["dcq_version"] = np.array([1, 7], dtype="<u4")
     h5.attrs["x_future_attribute"] = "ignore me"
     h5.create_dataset("x_future_dataset", data=np.arange(5, dtype="<u2"))  # no crc32 either
+
+
+def _ignored_masks(h5: h5py.File) -> None:
+    """§9/§13: a /masks group in a file whose must_understand does not list patch-mask (here a
+    1.0 file) is a reserved path and is ignored, even though it is nonsense."""
+    g = h5.create_group("masks")
+    g.attrs["patch_size"] = np.uint32(0)
+    g.create_dataset("keep", data=np.array([0xFF, 0x07], dtype=np.uint8))
+    g.create_dataset("theta", data=np.array([7.5], dtype="<f4"))
+
+
+def _keeps_p4(rng: np.random.Generator, i: int, gh: int, gw: int) -> np.ndarray:
+    if i == 0:  # §13's worked example: 5x6 at P = 4, keep (1, 0, 0, 1) -> byte 0x09
+        return np.array([[True, False], [False, True]])
+    if i == 3:  # every patch dropped: S = 0, nothing stored
+        return np.zeros((gh, gw), dtype=bool)
+    if i == 4:  # every patch kept: still stored in patch order, not raster order
+        return np.ones((gh, gw), dtype=bool)
+    return rng.random((gh, gw)) < 0.6
+
+
+def _keeps_half(rng: np.random.Generator, i: int, gh: int, gw: int) -> np.ndarray:
+    if i == 3:
+        return np.zeros((gh, gw), dtype=bool)  # S = 0 with zstd: a frame of 0 bytes
+    return rng.random((gh, gw)) < 0.5
 
 
 VALID: list[ValidSpec] = [
@@ -138,6 +215,22 @@ VALID: list[ValidSpec] = [
     ValidSpec("q8_rgb_zstd", 8, 3, 256, 2, ["x", "y", "z"],
               [(1, 300), (1, 1), (9, 13), (12, 12)], "zstd",
               "q=8 RGB, K=256, zstd; 1x300 and 1x1; one class never used", smooth=(3,)),
+    # --- version 1.1: §13 patch masks (added with --append) ------------------------------
+    ValidSpec("q2_rgb_raw_masks_p4", 2, 3, 4, 2, ["a", "b"],
+              [(5, 6), (9, 7), (1, 1), (4, 4), (8, 8), (13, 3)], "raw",
+              "v1.1 patch masks, P=4, q=2 RGB raw: sample 0 is §13's worked example (5x6, keep "
+              "1,0,0,1); clipped patches; sample 3 drops every patch (S=0, length 0); sample 4 "
+              "keeps every patch (stored in patch order); expected.npz adds keep_<i>",
+              patch_size=4, keeps=_keeps_p4),
+    ValidSpec("q3_grey_zstd_masks_p3", 3, 1, 6, 2, ["a", "b", "c"],
+              [(7, 7), (3, 10), (1, 300), (6, 6), (10, 4)], "zstd",
+              "v1.1 patch masks, P=3, q=3 grey zstd, K=6: indices cross byte boundaries inside "
+              "the kept stream; a 1x300 strip of 1x3 patches; sample 3 drops every patch (a "
+              "zstd frame of 0 bytes)", smooth=(0, 2), patch_size=3, keeps=_keeps_half),
+    ValidSpec("q2_grey_raw_masks_ignored", 2, 1, 4, 1, ["a"], [(3, 4), (2, 2)], "raw",
+              "a 1.0 file holding a nonsense /masks group (patch_size 0, no fill) that "
+              "must_understand does not list: a reader ignores it (§9, §13)",
+              post=_ignored_masks),
 ]
 
 
@@ -161,9 +254,13 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
     maps = [_indices(rng, h, w, spec.palette_size, i in spec.smooth) for i, (h, w) in enumerate(spec.sizes)]
     for m in maps[:1]:  # make sure the largest index K-1 occurs somewhere
         m.flat[-1] = spec.palette_size - 1
+    p = spec.patch_size
+    keeps = None if p is None or spec.keeps is None else [
+        spec.keeps(rng, i, *grid(h, w, p)) for i, (h, w) in enumerate(spec.sizes)]
     path = folder / f"{spec.name}.dcq"
     with DCQWriter(path, bits=spec.bits, channels=spec.channels, classes=spec.classes,
-                   palette_size=spec.palette_size, payload_encoding=spec.encoding) as w:
+                   palette_size=spec.palette_size, payload_encoding=spec.encoding,
+                   patch_size=p) as w:
         w.set_palettes(palettes)
         w.set_provenance({"purpose": "dcq v1 golden vector", "vector": spec.name, "seed": SEED})
         for i, m in enumerate(maps):
@@ -171,6 +268,8 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
             if spec.sources:
                 kw = ({"source_path": f"train/{spec.classes[labels[i]]}/img_{i:03d}.png",
                        "source_size": int(100 + 17 * i)} if i % 5 else {})
+            if keeps is not None:
+                kw["keep_mask"] = keeps[i]
             w.add_sample(m, cluster=int(clusters[i]), label=int(labels[i]), **kw)
         if spec.selection:
             ranking = rng.permutation(n)
@@ -188,24 +287,45 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
         written.unlink()
     # Expected pixels, independently of any decoder: palette lookup of the generated indices.
     expected = {f"pixels_{i}": palettes[clusters[i]][m] for i, m in enumerate(maps)}
+    if keeps is not None and p is not None:
+        for i, (m, keep) in enumerate(zip(maps, keeps, strict=True)):
+            fills = reference_fills(m, p, keep, spec.palette_size)
+            expected[f"pixels_{i}"] = masked_pixels(palettes[clusters[i]], m, p, keep, fills)
+            expected[f"keep_{i}"] = keep
     expected["labels"] = labels.astype(np.int64)
-    _check_writer_bytes(path, spec, maps)
+    _check_writer_bytes(path, spec, maps, keeps)
     write_npz(folder / f"{spec.name}.expected.npz", expected)
     return {"name": spec.name, "what": spec.what}
 
 
-def _check_writer_bytes(path: Path, spec: ValidSpec, maps: list[np.ndarray]) -> None:
-    """Refuse to keep a vector whose stored bytes differ from an independent packing."""
+def _check_writer_bytes(path: Path, spec: ValidSpec, maps: list[np.ndarray],
+                        keeps: list[np.ndarray] | None = None) -> None:
+    """Refuse to keep a vector whose stored bytes differ from an independent packing (and,
+    for masks, from an independent §13 patch order, mask packing and fill choice)."""
     with h5py.File(path, "r") as h5:
         payload = h5["payload"][()].tobytes()
         off, ln = h5["samples/offset"][()], h5["samples/length"][()]
         assert h5.attrs["payload_encoding"] == spec.encoding
+        if keeps is not None and spec.patch_size is not None:
+            p = spec.patch_size
+            assert list(np.asarray(h5.attrs["dcq_version"])) == [1, 1]
+            assert "patch-mask" in [str(f) if not isinstance(f, bytes) else f.decode()
+                                    for f in np.asarray(h5.attrs["must_understand"]).ravel()]
+            assert int(h5["masks"].attrs["patch_size"]) == p
+            if h5["masks/keep"][()].tobytes() != pack_keep(keeps):
+                raise SystemExit(f"{path}: /masks/keep differs from §13's packing")
+            fills = [f for m, k in zip(maps, keeps, strict=True)
+                     for f in reference_fills(m, p, k, spec.palette_size)]
+            if h5["masks/fill"][()].tolist() != fills:
+                raise SystemExit(f"{path}: /masks/fill differs from the reference fills")
     for i, m in enumerate(maps):
         stored = payload[int(off[i]):int(off[i]) + int(ln[i])]
         if spec.encoding == "zstd":
             stored = zstandard.ZstdDecompressor().decompress(stored)
-        if stored != pack_numpy(m, spec.bits):
-            raise SystemExit(f"{path}: sample {i}: the writer's packed bytes differ from §5")
+        kept = m if keeps is None or spec.patch_size is None else \
+            m.ravel()[kept_pixel_order(*m.shape, spec.patch_size, keeps[i])]
+        if stored != pack_numpy(kept, spec.bits):
+            raise SystemExit(f"{path}: sample {i}: the writer's packed bytes differ from §5/§13")
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -258,6 +378,31 @@ def write_base_chunked(path: Path) -> None:
         for i in range(64):
             w.add_sample(rng.integers(0, 4, size=(1, 1), dtype=np.uint8), cluster=i % 2,
                          label=(i // 2) % 2)
+
+
+MASK_BASE_SIZES = [(2, 3), (1, 1), (4, 5), (5, 6)]
+MASK_BASE_KEEPS = [np.array([[True, False]]), np.array([[True]]),
+                   np.array([[True, False, True], [True, False, True]]),  # 6 bits: 2 padding
+                   np.array([[True, False, False], [False, True, False], [True, True, False]])]
+MASK_BASE_P = 2
+
+
+def masked_base_maps() -> list[np.ndarray]:
+    rng = rng_for("base_masked")
+    return [rng.integers(0, 5, size=s, dtype=np.uint8) for s in MASK_BASE_SIZES]
+
+
+def write_base_masked(path: Path, encoding: str) -> None:
+    """v1.1: q=3 RGB, K=5, 2 palettes, 4 samples with patch masks at P=2."""
+    from dcqformat import DCQWriter
+
+    palettes = rng_for("base_masked_palettes").integers(0, 256, size=(2, 5, 3), dtype=np.uint8)
+    with DCQWriter(path, bits=3, channels=3, classes=["a", "b"], palette_size=5,
+                   payload_encoding=encoding, patch_size=MASK_BASE_P) as w:
+        w.set_palettes(palettes)
+        w.set_provenance({"purpose": "base of invalid golden vectors (patch masks)", "seed": 1})
+        for i, (m, keep) in enumerate(zip(masked_base_maps(), MASK_BASE_KEEPS, strict=True)):
+            w.add_sample(m, cluster=i % 2, label=i % 2, keep_mask=keep)
 
 
 # --- h5py editing helpers -----------------------------------------------------------------
@@ -494,6 +639,57 @@ def _cut(base: str, where: Callable[[int], int]) -> Callable[[dict[str, Path]], 
     return fn
 
 
+def _mask_attr(value: Any) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        if value is None:
+            del h5["masks"].attrs["patch_size"]
+        else:
+            h5["masks"].attrs["patch_size"] = value
+    return edit
+
+
+def _or_byte(path: str, i: int, bit: int) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        arr = h5[path][()]
+        arr[i] |= bit
+        set_values(h5, path, arr)
+    return edit
+
+
+def _set_at(path: str, i: int, value: Any) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        arr = h5[path][()]
+        arr[i] = value
+        set_values(h5, path, arr)
+    return edit
+
+
+def _shorten(path: str) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        replace_dataset(h5, path, h5[path][()][:-1])
+    return edit
+
+
+def _masked_sample_2_unmasked(encoding: str) -> Callable[[h5py.File], None]:
+    """Sample 2 stored as its whole map (H*W indices) instead of its kept pixels."""
+    def edit(h5: h5py.File) -> None:
+        stored = stored_samples(h5)
+        full = pack_numpy(masked_base_maps()[2], 3)
+        stored[2] = full if encoding == "raw" else zstd_raw_block_frame(full, len(full))
+        set_stored(h5, stored)
+    return edit
+
+
+def _masked_kept_index_7(h5: h5py.File) -> None:
+    """Sample 2's first kept index becomes 7 (K=5), every CRC correct."""
+    stored = stored_samples(h5)
+    m = masked_base_maps()[2]
+    kept = m.ravel()[kept_pixel_order(*m.shape, MASK_BASE_P, MASK_BASE_KEEPS[2])].copy()
+    kept[0] = 7
+    stored[2] = pack_numpy(kept, 3)
+    set_stored(h5, stored)
+
+
 SAMPLE_FIELDS = ["height", "width", "label", "cluster", "offset", "length", "crc32"]
 STR = h5py.string_dtype("utf-8")
 
@@ -646,6 +842,45 @@ INVALID: list[InvalidSpec] = [
                 "selection ranking holds index 3 = N", h5_edit("full", _selection("ranking", 0, 3))),
     InvalidSpec("selection_selected_negative", "StructureError", "open",
                 "selection selected holds -1", h5_edit("full", _selection("selected", 0, -1))),
+    # --- §13 patch masks (version 1.1; added with --append). Base: q=3 RGB, K=5, P=2, samples
+    #     2x3 (keep 1,0), 1x1 (1), 4x5 (1,0,1,1,0,1: two padding bits), 5x6 (3x3 patches) ------
+    InvalidSpec("masks_group_missing", "StructureError", "open",
+                "must_understand lists patch-mask but /masks is missing",
+                h5_edit("masked_raw", _drop("masks"))),
+    InvalidSpec("masks_patch_size_0", "StructureError", "open", "/masks patch_size = 0",
+                h5_edit("masked_raw", _mask_attr(np.uint32(0)))),
+    InvalidSpec("masks_patch_size_missing", "StructureError", "open",
+                "/masks has no patch_size attribute", h5_edit("masked_raw", _mask_attr(None))),
+    InvalidSpec("masks_keep_dtype_u2", "StructureError", "open", "/masks/keep stored as <u2, not u1",
+                h5_edit("masked_raw", _retype("masks/keep", "<u2"))),
+    InvalidSpec("masks_keep_one_byte_long", "StructureError", "open",
+                "/masks/keep holds one byte more than the sum of ceil(G_i/8)",
+                h5_edit("masked_raw", _lengthen("masks/keep"))),
+    InvalidSpec("masks_keep_padding_nonzero", "StructureError", "open",
+                "sample 2's mask (6 patches) has padding bit 6 set; its CRC is correct",
+                h5_edit("masked_raw", _or_byte("masks/keep", 2, 0x40))),
+    InvalidSpec("masks_fill_ge_k", "StructureError", "open", "the first fill index is 5 = K",
+                h5_edit("masked_raw", _set_at("masks/fill", 0, 5))),
+    InvalidSpec("masks_fill_one_short", "StructureError", "open",
+                "/masks/fill holds one fill fewer than there are dropped patches",
+                h5_edit("masked_raw", _shorten("masks/fill"))),
+    InvalidSpec("masks_theta_nan", "StructureError", "open", "/masks/theta[1] is NaN",
+                h5_edit("masked_raw", _set_at("masks/theta", 1, np.nan))),
+    InvalidSpec("masks_theta_above_1", "StructureError", "open", "/masks/theta[0] is 1.5",
+                h5_edit("masked_raw", _set_at("masks/theta", 0, 1.5))),
+    InvalidSpec("masks_raw_length_unmasked", "StructureError", "open",
+                "raw: sample 2 stores all 20 indices (8 bytes), not its 12 kept ones (5 bytes); "
+                "every CRC correct", h5_edit("masked_raw", _masked_sample_2_unmasked("raw"))),
+    InvalidSpec("masks_zstd_declares_unmasked_size", "PayloadError", "read",
+                "zstd: sample 2's frame declares and holds ceil(H*W*q/8) = 8 bytes, not "
+                "ceil(S*q/8) = 5", h5_edit("masked_zstd", _masked_sample_2_unmasked("zstd")),
+                sample=2),
+    InvalidSpec("masks_kept_index_ge_k", "PayloadError", "read",
+                "sample 2's first kept index is 7 (K=5); every CRC correct",
+                h5_edit("masked_raw", _masked_kept_index_7), sample=2),
+    InvalidSpec("masks_stale_crc_theta", "ChecksumMismatchError", "open",
+                "/masks/theta[0] changed (still in 0..1); its crc32 attribute left stale",
+                h5_edit("masked_raw", _stale("masks/theta", lambda a: a.__setitem__(0, 0.125)))),
 ]
 
 
@@ -716,6 +951,9 @@ def generate(out: Path, *, append: bool) -> list[str]:
         write_base(bases["zstd"], "zstd")
         write_base(bases["full"], "raw", extras=True)
         write_base_chunked(bases["chunked"])
+        bases["masked_raw"], bases["masked_zstd"] = tmp / "base_masked_raw.dcq", tmp / "base_masked_zstd.dcq"
+        write_base_masked(bases["masked_raw"], "raw")
+        write_base_masked(bases["masked_zstd"], "zstd")
         for spec in INVALID:
             if append and (out / "invalid" / f"{spec.name}.dcq.gz").exists():
                 continue
