@@ -20,7 +20,7 @@ from dcqformat.encode.palettes import (
     reserved_colours,
     shared_palettes,
 )
-from dcqformat.encode.pipeline import convert, resolve_palette_rules
+from dcqformat.encode.pipeline import convert
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 
@@ -142,9 +142,7 @@ def _background_error(out: Path, src: Path) -> tuple[float, list[bool]]:
 def test_white_background_survives_shared_palettes(tmp_path: Path, bits: int) -> None:
     src = _white_background_folder(tmp_path / "src")
     out = tmp_path / "new.dcq"
-    # explicit rules: "auto" would turn them off at K = 2 (see test_auto_palette_rules_follow_k)
-    convert(src, out, **{**QUICK, "threads": 1, "bits": bits, "reserve_share": 0.2,
-                         "context_weight": 0.1})
+    convert(src, out, **{**QUICK, "threads": 1, "bits": bits})
     err, near_white = _background_error(out, src)
     assert all(near_white)
     assert err <= 3.0
@@ -160,25 +158,8 @@ def test_white_background_survives_shared_palettes(tmp_path: Path, bits: int) ->
     assert err_old > err + 5.0
 
 
-@pytest.mark.parametrize(("bits", "weight", "share"), [(1, 0.0, None), (2, 0.1, 0.2), (8, 0.1, 0.2)])
-def test_auto_palette_rules_follow_k(bits: int, weight: float, share: float | None) -> None:
-    assert resolve_palette_rules(bits, "auto", "auto") == (weight, share)
-    assert resolve_palette_rules(bits, 0.3, None) == (0.3, None)  # explicit values pass through
-    assert resolve_palette_rules(bits, 0.0, 0.5) == (0.0, 0.5)
-
-
-def test_auto_rules_are_recorded_as_resolved(tmp_path: Path) -> None:
-    src = _white_background_folder(tmp_path / "src")
-    convert(src, tmp_path / "q1.dcq", **{**QUICK, "threads": 1, "bits": 1})
-    prov = DCQFile(tmp_path / "q1.dcq").provenance["parameters"]
-    assert prov["reserve_share"] is None and prov["context_weight"] == 0.0
-    assert prov["palettes_with_reserved_colour"] == 0
-
-
 def test_reserve_arguments_are_checked(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match="reserve_share"):
         convert(tmp_path, tmp_path / "x.dcq", reserve_share=0.0)
     with pytest.raises(InvalidArgumentError, match="context_weight"):
         convert(tmp_path, tmp_path / "x.dcq", context_weight=1.5)
-    with pytest.raises(InvalidArgumentError, match="context_weight"):
-        convert(tmp_path, tmp_path / "x.dcq", context_weight="sometimes")

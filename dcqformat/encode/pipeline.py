@@ -242,28 +242,6 @@ def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
         raise InvalidArgumentError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
-AUTO_CONTEXT_WEIGHT = 0.1
-AUTO_RESERVE_SHARE = 0.2
-
-
-def resolve_palette_rules(bits: int, context_weight: float | str,
-                          reserve_share: float | str | None) -> tuple[float, float | None]:
-    """Resolve ``"auto"`` palette rules for ``bits``: context weight 0.1 and reserve share 0.2
-    when palettes have at least 4 colours; at 2 colours (q = 1) the paper's attention-only
-    palettes without a reserved colour (0.0, None), which trained better on emoji64 (52.97 vs
-    50.35 %, ``benchmarks/results/train_probe_diagnosis.md``). Explicit values pass through."""
-    many = int(bits) >= 2
-    if isinstance(context_weight, str):
-        if context_weight != "auto":
-            raise InvalidArgumentError(f"context_weight must be a number or 'auto', got {context_weight!r}")
-        context_weight = AUTO_CONTEXT_WEIGHT if many else 0.0
-    if isinstance(reserve_share, str):
-        if reserve_share != "auto":
-            raise InvalidArgumentError(f"reserve_share must be a number, None or 'auto', got {reserve_share!r}")
-        reserve_share = AUTO_RESERVE_SHARE if many else None
-    return float(context_weight), None if reserve_share is None else float(reserve_share)
-
-
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
@@ -311,8 +289,8 @@ def convert(
     proxy_resolution: int = 32,
     max_train_images: int = 20_000,
     attention_fraction: float = 0.5,
-    context_weight: float | str = "auto",
-    reserve_share: float | str | None = "auto",
+    context_weight: float = 0.1,
+    reserve_share: float | None = 0.2,
     refine_steps: int = 20,
     refine_images: int = 8,
     refine_crop: int = 64,
@@ -340,14 +318,12 @@ def convert(
     ``clusters`` C = 20, ``palette``: ``"cluster"`` (the method), ``"image"`` (one palette per
     image, C = N) or ``"global"`` (one palette, C = 1); ``attention``: palettes from the top
     ``attention_fraction`` (50 %) Grad-CAM++ pixels (False: all pixels), the other pixels
-    weighing ``context_weight`` (ours; 0 = attended pixels only, as the paper) in
+    weighing ``context_weight`` (ours, default 0.1; 0 = attended pixels only, as the paper) in
     the per-image palettes so flat backgrounds keep a colour; ``refine``: Sobel
     edge-loss refinement, kept per palette only where it does not lower PSNR on its crops;
-    ``reserve_share`` (ours; None = off): a shared palette whose members' most
+    ``reserve_share`` (ours, default 0.2; None = off): a shared palette whose members' most
     frequent colour (a flat background) covers at least this share of their pixels keeps that
-    colour exactly as one entry. Both default to ``"auto"``: 0.1 and 0.2 when palettes have
-    K >= 4 colours, the paper's rule (0 and None) at K = 2, where a reserved entry would leave
-    a single colour for the object (``benchmarks/results/train_probe_diagnosis.md``); ``model``: ``"proxy"`` (train one), a checkpoint path, an
+    colour exactly as one entry; ``model``: ``"proxy"`` (train one), a checkpoint path, an
     ``nn.Module`` or a :class:`~dcqformat.encode.model.TaskModel`; ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda"``...; ``max_side``: downscale larger images; ``background``: colour
     transparent pixels are flattened onto; ``on_error``: ``"fail"`` or ``"skip"`` unreadable
@@ -397,7 +373,6 @@ def convert(
     batch_size = _check_int("batch_size", batch_size, 1)
     if not 0.0 < float(attention_fraction) <= 1.0:
         raise InvalidArgumentError(f"attention_fraction must be in (0, 1], got {attention_fraction}")
-    context_weight, reserve_share = resolve_palette_rules(bits, context_weight, reserve_share)
     if not 0.0 <= float(context_weight) <= 1.0:
         raise InvalidArgumentError(f"context_weight must be in [0, 1], got {context_weight}")
     if reserve_share is not None and not 0.0 < float(reserve_share) <= 1.0:
