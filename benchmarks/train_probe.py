@@ -30,8 +30,13 @@ Configurations (``--configs``, comma-separated names):
 - ``subset@dcq-q1/q2``: a random class-stratified subset of the ORIGINAL images whose optimised
   PNG files add up to at most the bytes of that ``.dcq`` file.
 
-All encodings are made once, with seed 0; ``--seeds`` varies only the training (initialisation,
-batch order, augmentation). Every ``.dcq`` of a dataset uses ONE proxy task model trained once
+Seeds (``--encodings per-seed``, the default): training seed s (initialisation, batch order,
+augmentation) runs on the ``.dcq`` files converted with ``seed=s`` and on the random subsets
+drawn with seed s, so the reported std includes the encoder's own randomness (k-means starts,
+attention ties, refinement crops): on emoji64 at q = 1 two encodings of the same data differ by
+up to 4 points (``results/train_probe_diagnosis.md``). The per-image quantizers and JPEG are
+deterministic (one encoding, every training seed). ``--encodings once`` encodes once with seed 0
+(the earlier protocol). Every ``.dcq`` of a dataset uses ONE proxy task model trained once
 with the library's ``train_proxy`` on the library's default sample (the pipeline's defaults: up to
 20,000 thumbnails at 32 px, 4 epochs) and passed to ``convert(model=...)``; its training time is
 added to the encode time of every ``.dcq`` row (what a user converting once would pay).
@@ -494,22 +499,25 @@ def task_proxy(ds: dict[str, Any], out: str, epochs: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t0, "train_images": len(sample), "epochs": epochs}
 
 
-def task_convert(ds: dict[str, Any], cfg: Config, proxy: str, dst: str) -> dict[str, Any]:
+def task_convert(ds: dict[str, Any], cfg: Config, proxy: str, dst: str, seed: int = 0) -> dict[str, Any]:
     import dcqformat
 
     t0 = time.perf_counter()
     kwargs = {"bits": cfg.bits, "clusters": 20, "palette": "cluster", "attention": True,
               "refine": True, **cfg.dcq}
-    s = dcqformat.convert(ds["folder"], dst, model=proxy, device="cpu", seed=0, progress=False,
+    s = dcqformat.convert(ds["folder"], dst, model=proxy, device="cpu", seed=seed, progress=False,
                           payload_encoding="auto", overwrite=True, threads=1, workers=0, **kwargs)
     d = s.to_dict()
     d["seconds"] = time.perf_counter() - t0
     d["kwargs"] = kwargs
+    d["seed"] = seed
     return d
 
 
-def task_baseline(ds: dict[str, Any], cfg: Config, ref_bytes: int | None, out: str) -> dict[str, Any]:
-    """Encode the training set as ``cfg`` says; write the decoded images to ``out`` (npz)."""
+def task_baseline(ds: dict[str, Any], cfg: Config, ref_bytes: int | None, out: str,
+                  seed: int = 0) -> dict[str, Any]:
+    """Encode the training set as ``cfg`` says; write the decoded images to ``out`` (npz).
+    ``seed`` draws the random subset (the other baselines are deterministic)."""
     t0 = time.perf_counter()
     with np.load(Path(ds["dir"]) / "train.npz") as z:
         x, y = z["x"], z["y"]
@@ -538,7 +546,7 @@ def task_baseline(ds: dict[str, Any], cfg: Config, ref_bytes: int | None, out: s
     elif cfg.kind == "subset":
         assert ref_bytes is not None
         sizes = np.load(Path(ds["dir"]) / "png_sizes.npy")
-        idx = stratified_subset(y, sizes, ref_bytes, seed=0)
+        idx = stratified_subset(y, sizes, ref_bytes, seed=seed)
         np.save(out.replace(".npz", "_indices.npy"), idx)
         info.update(bytes=int(sizes[idx].sum()), images=len(idx), target_bytes=ref_bytes, psnr=None,
                     per_class=np.bincount(y[idx], minlength=int(y.max()) + 1).tolist())
@@ -612,9 +620,22 @@ def default_settings(ds: dict[str, Any], quick: bool, epochs: float | None) -> S
     return st
 
 
+def _summarise(encodes: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One row's encode figures over its encodings (one per seed): means, and the byte range."""
+    vals = list(encodes.values())
+    psnrs = [v["psnr"] for v in vals if v.get("psnr") is not None]
+    nbytes = [int(v["bytes"]) for v in vals]
+    return {"bytes": int(round(float(np.mean(nbytes)))), "bytes_min": min(nbytes), "bytes_max": max(nbytes),
+            "images": int(round(float(np.mean([v["images"] for v in vals])))),
+            "psnr": float(np.mean(psnrs)) if psnrs else None,
+            "seconds": float(np.mean([v["seconds"] for v in vals])), "encodings": len(vals)}
+
+
 def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: list[Config],
-                 seeds: list[int], state: dict[str, Any]) -> None:
-    """Queue every task of one dataset; results land in ``state``."""
+                 seeds: list[int], state: dict[str, Any], per_seed: bool = True) -> None:
+    """Queue every task of one dataset; results land in ``state``. ``per_seed``: training seed s
+    runs on the .dcq encoded with seed s and on the subset drawn with seed s (the std then covers
+    the encoder's randomness too); otherwise every seed trains on the seed-0 encoding."""
     work = Path(ds["dir"])
     test = {"path": str(work / "test.npz")}
     rows: dict[str, dict[str, Any]] = state["rows"]
@@ -624,8 +645,8 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
     for c in configs:
         rows[c.name] = {"config": c.name, "kind": c.kind, "what": c.what, "bits": c.bits, "runs": []}
 
-    def queue_training(c: Config, source: dict[str, Any]) -> None:
-        for s in seeds:
+    def queue_training(c: Config, source: dict[str, Any], which: list[int] | None = None) -> None:
+        for s in (seeds if which is None else which):
             def done(r: dict[str, Any], c: Config = c) -> None:
                 rows[c.name]["runs"].append(r)
                 _log(f"{ds['name']} {c.name} seed {r['seed']}: acc {100 * r['accuracy']:.2f} % "
@@ -640,17 +661,29 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
         for fn in state.pop("waiting_png", []):
             fn()
 
-    def queue_ref_baselines(dcq_name: str, file_bytes: int) -> None:
+    def queue_ref_baselines(dcq_name: str, file_bytes: int, es: int) -> None:
         for c in configs:
             if c.ref != dcq_name:
                 continue
-            out = str(work / f"{c.name}.npz")
+            if c.kind == "jpeg" and es != 0:  # deterministic: one quality, matched to encoding 0
+                continue
+            draw = es if c.kind == "subset" and per_seed else 0
+            if c.kind == "subset" and not per_seed and es != 0:
+                continue
+            out = str(work / (f"{c.name}_e{draw}.npz" if c.kind == "subset" else f"{c.name}.npz"))
+            which = [draw] if c.kind == "subset" and per_seed else None
 
-            def go(c: Config = c, out: str = out) -> None:
+            def go(c: Config = c, out: str = out, draw: int = draw,
+                   which: list[int] | None = which) -> None:
                 def done(info: dict[str, Any], c: Config = c, out: str = out) -> None:
-                    rows[c.name]["encode"] = info
-                    _log(f"{ds['name']} {c.name}: {info['bytes']:,} B for {info['images']} images "
-                         f"(target {file_bytes:,} B) in {info['seconds']:.0f} s")
+                    if c.kind == "subset":
+                        rows[c.name].setdefault("encodes", {})[draw] = info
+                        rows[c.name]["encode"] = {**_summarise(rows[c.name]["encodes"]),
+                                                  "psnr": None}
+                    else:
+                        rows[c.name]["encode"] = info
+                    _log(f"{ds['name']} {c.name} (draw {draw}): {info['bytes']:,} B for "
+                         f"{info['images']} images (target {file_bytes:,} B) in {info['seconds']:.0f} s")
                     if c.kind == "jpeg":  # the same quality as another row: the same training data
                         seen = state.setdefault("jpeg_quality", {})
                         if info["quality"] in seen:
@@ -661,8 +694,8 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
                     if c.kind == "subset":
                         src = {"kind": "npz", "path": str(work / "train.npz"),
                                "indices": np.load(out.replace(".npz", "_indices.npy")).tolist()}
-                    queue_training(c, src)
-                sched.add(2, task_baseline, (ds, c, file_bytes, out), done)
+                    queue_training(c, src, which)
+                sched.add(2, task_baseline, (ds, c, file_bytes, out, draw), done)
             if c.kind == "subset" and not state.get("png_ready"):
                 state.setdefault("waiting_png", []).append(go)
             else:
@@ -694,20 +727,22 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
             state["proxy"] = info
             _log(f"{ds['name']} proxy trained in {info['seconds']:.0f} s")
             for c in dcq_needed:
-                dst = str(work / f"{c.name}.dcq")
+                for es in (seeds if per_seed else [0]):
+                    dst = str(work / f"{c.name}_e{es}.dcq")
 
-                def cdone(s: dict[str, Any], c: Config = c, dst: str = dst) -> None:
-                    s["seconds_with_proxy"] = s["seconds"] + info["seconds"]
-                    state["dcq"][c.name] = s
-                    if c.name in rows:
-                        rows[c.name]["encode"] = {"bytes": s["file_bytes"], "images": s["images"],
-                                                  "psnr": s["psnr_mean_db"],
-                                                  "seconds": s["seconds_with_proxy"]}
-                        queue_training(c, {"kind": "dcq", "path": dst})
-                    _log(f"{ds['name']} {c.name}: {s['file_bytes']:,} B, PSNR {s['psnr_mean_db']:.2f} dB, "
-                         f"convert {s['seconds']:.0f} s")
-                    queue_ref_baselines(c.name, int(s["file_bytes"]))
-                sched.add(0, task_convert, (ds, c, proxy, dst), cdone)
+                    def cdone(s: dict[str, Any], c: Config = c, dst: str = dst, es: int = es) -> None:
+                        s["seconds_with_proxy"] = s["seconds"] + info["seconds"]
+                        state["dcq"].setdefault(c.name, {})[es] = s
+                        if c.name in rows:
+                            encodes = rows[c.name].setdefault("encodes", {})
+                            encodes[es] = {"bytes": s["file_bytes"], "images": s["images"],
+                                           "psnr": s["psnr_mean_db"], "seconds": s["seconds_with_proxy"]}
+                            rows[c.name]["encode"] = _summarise(encodes)
+                            queue_training(c, {"kind": "dcq", "path": dst}, [es] if per_seed else None)
+                        _log(f"{ds['name']} {c.name} (seed {es}): {s['file_bytes']:,} B, PSNR "
+                             f"{s['psnr_mean_db']:.2f} dB, convert {s['seconds']:.0f} s")
+                        queue_ref_baselines(c.name, int(s["file_bytes"]), es)
+                    sched.add(0, task_convert, (ds, c, proxy, dst, es), cdone)
         sched.add(0, task_proxy, (ds, proxy, st.proxy_epochs), proxy_done)
 
 
@@ -759,8 +794,13 @@ def render(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds: list[
              f"python {platform.python_version()}, torch {state.get('torch', '?')}",
              f"- data: {ds['note']}",
              f"- protocol: train on the encoded TRAINING set, test on the ORIGINAL test set "
-             f"({st.test_images:,} images); accuracy = mean ± sample std over {len(seeds)} training "
-             f"seed(s) {seeds}; every encoding made once with seed 0",
+             f"({st.test_images:,} images); accuracy = mean ± sample std over {len(seeds)} "
+             f"seed(s) {seeds}; " + (
+                 "seed s encodes each .dcq (convert seed s), draws each random subset and trains, "
+                 "so the std covers the encoder's randomness as well as training's (per-image "
+                 "quantizers and JPEG are deterministic: one encoding, trained with each seed)"
+                 if state.get("per_seed", True) else
+                 "every encoding made once with seed 0; seeds vary only the training"),
              f"- model: small CNN (stride-2 stem, 4 conv3x3+BN+ReLU blocks, width {st.width}, one "
              f"max-pool, GAP, linear) at {st.resolution}x{st.resolution}x{st.channels} "
              f"(area downscale from {ds['native']}x{ds['native']} for every configuration and "
@@ -768,7 +808,7 @@ def render(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds: list[
              f"5 % warm-up + cosine; {st.steps:,} steps = {st.epochs:g} epochs of the full "
              f"training set for EVERY configuration (subsets get the same number of steps); "
              f"augmentation: random crop (replicate pad {st.pad}) + horizontal flip",
-             f"- .dcq: `convert(bits=q, clusters=20, payload_encoding='auto', seed=0, device='cpu', "
+             f"- .dcq: `convert(bits=q, clusters=20, payload_encoding='auto', seed=s, device='cpu', "
              f"threads=1, model=<one proxy per dataset>)`; proxy: library `train_proxy`, "
              f"{state.get('proxy', {}).get('train_images', '?')} thumbnails at 32 px, "
              f"{st.proxy_epochs} epochs, {state.get('proxy', {}).get('seconds', float('nan')):.0f} s "
@@ -778,7 +818,8 @@ def render(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds: list[
              "for the others (encoded here to count). bytes/img = bytes / images stored. "
              f"Originals as optimised PNG: {orig_png.get('bytes', 0):,} B "
              f"({orig_png.get('bytes', 0) / max(1, st.train_images):.0f} B/img). "
-             "wall = encode + the sum of the training runs (tasks ran 2 at a time on a shared machine)",
+             "encode s = per encoding; wall = all encodings + the sum of the training runs (tasks "
+             "ran 2 at a time)",
              "",
              "| config | what | bytes of training data | images | bytes/img | PSNR dB | accuracy % | encode s | train s/seed | wall s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -796,12 +837,16 @@ def render(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds: list[
             what += f" (quality {enc['quality']})"
         if "same_as" in r:
             what += f"; same data as {r['same_as']}, runs shared"
+        if enc.get("encodings", 1) > 1:
+            what += (f"; mean of {enc['encodings']} encodings, bytes {enc['bytes_min']:,}–"
+                     f"{enc['bytes_max']:,}")
         tsec = [x["train_seconds"] for x in r["runs"]]
         enc_s = enc.get("seconds", 0.0) if c.kind != "original" else 0.0
+        enc_total = enc_s * enc.get("encodings", 1)
         lines.append(
             f"| {c.name} | {what} | {nbytes:,} | {imgs:,} | {nbytes / max(1, imgs):.1f} | "
             f"{'–' if psnr is None else f'{psnr:.2f}'} | {acc} | {enc_s:.0f} | "
-            f"{np.mean(tsec) if tsec else float('nan'):.0f} | {enc_s + sum(tsec):.0f} |"
+            f"{np.mean(tsec) if tsec else float('nan'):.0f} | {enc_total + sum(tsec):.0f} |"
             if nbytes is not None else
             f"| {c.name} | {what} | – | – | – | – | {acc} | – | – | – |")
     verdict = bar_verdict(rows, ds["name"])
@@ -850,6 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fm-train", type=int, default=None,
                    help="Fashion-MNIST training images (class-stratified, seed 0; default 10000)")
     p.add_argument("--fm-test", type=int, default=None, help="Fashion-MNIST test images (default 10000)")
+    p.add_argument("--encodings", choices=("per-seed", "once"), default="per-seed",
+                   help="per-seed (default): seed s encodes the .dcq files and draws the subsets that "
+                        "training seed s uses; once: one encoding (seed 0) for every training seed")
     p.add_argument("--jobs", type=int, default=2, help="parallel task processes (1 torch thread each)")
     p.add_argument("--workdir", default=None, help="where encodings go (default: a temp dir, removed)")
     p.add_argument("--out", default=str(RESULTS), help="results folder")
@@ -887,10 +935,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ds is None:
                 continue
             st = default_settings(ds, args.quick, args.epochs)
-            state: dict[str, Any] = {"rows": {}, "dcq": {}, "torch": torch.__version__}
+            per_seed = args.encodings == "per-seed"
+            state: dict[str, Any] = {"rows": {}, "dcq": {}, "torch": torch.__version__,
+                                     "per_seed": per_seed}
             _log(f"{name}: {ds['note']}; {st.steps} steps per run, {len(configs)} configs x "
                  f"{len(seeds)} seeds")
-            plan_dataset(sched, ds, st, configs, seeds, state)
+            plan_dataset(sched, ds, st, configs, seeds, state, per_seed)
             plans.append((ds, st, state))
         sched.run()
     finally:
