@@ -838,8 +838,8 @@ def render(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds: list[
         if "same_as" in r:
             what += f"; same data as {r['same_as']}, runs shared"
         if enc.get("encodings", 1) > 1:
-            what += (f"; mean of {enc['encodings']} encodings, bytes {enc['bytes_min']:,}–"
-                     f"{enc['bytes_max']:,}")
+            what += (f"; mean of {enc['encodings']} {'draws' if c.kind == 'subset' else 'encodings'}, "
+                     f"bytes {enc['bytes_min']:,}–{enc['bytes_max']:,}")
         tsec = [x["train_seconds"] for x in r["runs"]]
         enc_s = enc.get("seconds", 0.0) if c.kind != "original" else 0.0
         enc_total = enc_s * enc.get("encodings", 1)
