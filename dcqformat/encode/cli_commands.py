@@ -35,6 +35,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                            input_size=args.model_input_size)
     summary = scale_out_runner(args)(  # convert(), or its shard / fit / torchrun form
         args.src, args.dst, bits=args.bits, clusters=args.clusters, palette=args.palette,
+        palette_choice=args.palette_choice,
         attention=not args.no_attention, refine=not args.no_refine, model=model,
         device=args.device, seed=args.seed, max_side=args.max_side, background=args.background,
         on_error=args.on_error, payload_encoding=args.encoding, progress=not args.quiet,
@@ -90,6 +91,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clusters", type=int, default=20, help="image clusters C, one palette each (default 20)")
     p.add_argument("--palette", choices=("cluster", "image", "global"), default="cluster",
                    help="one palette per cluster (default), per image, or one for all")
+    p.add_argument("--palette-choice", choices=("cluster", "best"), default="cluster",
+                   help="cluster (default, the method): an image uses its cluster's palette; best: "
+                   "the one of the C palettes that fits it best (trained 2.6 points better on "
+                   "emoji64 at q=2, see benchmarks/results/train_probe_diagnosis.md)")
     p.add_argument("--no-attention", action="store_true",
                    help="build palettes from all pixels instead of the top 50%% Grad-CAM++ pixels")
     p.add_argument("--no-refine", action="store_true", help="skip the Sobel edge-loss palette refinement")

@@ -48,7 +48,7 @@ from dcqformat.encode.device import resolve_device
 from dcqformat.encode.features import pooled_features, standardize
 from dcqformat.encode.gradcam import compute_cams, top_fraction_masks, upsample_cam
 from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_background, to_channels
-from dcqformat.encode.kmeans import kmeans
+from dcqformat.encode.kmeans import kmeans, sq_distances
 from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model, train_proxy
 from dcqformat.encode.palettes import (
     RESERVE_RADIUS,
@@ -69,6 +69,8 @@ __all__ = ["convert", "ConvertSummary", "STAGES"]
 STAGES = ("scan", "sample", "train", "analyse", "cluster", "palettes", "select", "refine",
           "write")
 PALETTE_MODES = ("cluster", "image", "global")
+PALETTE_CHOICES = ("cluster", "best")
+CHOICE_MAX_PIXELS = 4096  # pixels per image (strided) that decide palette_choice="best"
 
 # Independent random streams derived from the one seed.
 _S_SAMPLE, _S_TRAIN, _S_MASK, _S_IMGPAL, _S_CLUSTER, _S_SHARED, _S_REFINE = range(1, 8)
@@ -242,6 +244,24 @@ def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
         raise InvalidArgumentError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
+def best_palettes(images: np.ndarray, palettes_w: torch.Tensor) -> list[int]:
+    """``palette_choice="best"`` (ours): for equal-size uint8 images ``[B, H, W, C]``, the index
+    of the palette ``palettes_w [G, K, C]`` (working space) under which each image's
+    nearest-colour error (summed squared working-space distance over up to
+    :data:`CHOICE_MAX_PIXELS` strided pixels) is smallest; ties go to the lowest index."""
+    b = images.shape[0]
+    x = pixels_to_working(images.reshape(-1, images.shape[-1]), palettes_w.device)
+    x = x.reshape(b, -1, x.shape[-1])
+    step = max(1, -(-x.shape[1] // CHOICE_MAX_PIXELS))
+    x = x[:, ::step]
+    g = palettes_w.shape[0]
+    err = torch.empty(b, g, dtype=torch.float64, device=x.device)
+    for j in range(g):  # one palette at a time: memory B*P*K, not B*P*G*K
+        d = sq_distances(x, palettes_w[j][None].expand(b, -1, -1))
+        err[:, j] = d.min(-1).values.double().sum(-1)
+    return [int(v) for v in err.argmin(1).tolist()]
+
+
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
@@ -275,6 +295,7 @@ def convert(
     bits: int = 2,
     clusters: int = 20,
     palette: str = "cluster",
+    palette_choice: str = "cluster",
     attention: bool = True,
     refine: bool = True,
     model: Any = "proxy",
@@ -316,7 +337,9 @@ def convert(
 
     Main parameters (METHOD.md §1 defaults): ``bits`` q (K = 2**q colours per palette),
     ``clusters`` C = 20, ``palette``: ``"cluster"`` (the method), ``"image"`` (one palette per
-    image, C = N) or ``"global"`` (one palette, C = 1); ``attention``: palettes from the top
+    image, C = N) or ``"global"`` (one palette, C = 1); ``palette_choice``: ``"cluster"`` (the
+    method: an image uses its cluster's palette) or ``"best"`` (ours: it uses whichever of the C
+    palettes fits it best, see :func:`best_palettes`; its stored cluster id is that palette); ``attention``: palettes from the top
     ``attention_fraction`` (50 %) Grad-CAM++ pixels (False: all pixels), the other pixels
     weighing ``context_weight`` (ours, default 0.1; 0 = attended pixels only, as the paper) in
     the per-image palettes so flat backgrounds keep a colour; ``refine``: Sobel
@@ -360,6 +383,7 @@ def convert(
     bits = _check_int("bits", bits, 1, 8)
     clusters = _check_int("clusters", clusters, 1)
     _check_choice("palette", palette, PALETTE_MODES)
+    _check_choice("palette_choice", palette_choice, PALETTE_CHOICES)
     _check_choice("on_error", on_error, ("fail", "skip"))
     _check_choice("payload_encoding", payload_encoding, ("raw", "zstd", "auto"))
     seed = _check_int("seed", seed, 0)
@@ -407,7 +431,7 @@ def convert(
                               max_train_images=max_train_images, refine=refine,
                               refine_steps=refine_steps, refine_images=refine_images,
                               refine_crop=refine_crop, payload_encoding=payload_encoding,
-                              reserve_share=reserve_share))
+                              reserve_share=reserve_share, palette_choice=palette_choice))
 
     src_path = Path(src)
     dst_path = Path(dst)
@@ -744,6 +768,8 @@ def convert(
                         pws = palette_to_working(pal_u8[gs], dev)
                     else:
                         assert pal_w is not None
+                        if palette_choice == "best" and pal_w.shape[0] > 1:
+                            gs = best_palettes(np.stack([img for _, _, img in pending]), pal_w)
                         pws = pal_w[gs]
                     idxs = assign_batch(np.stack([img for _, _, img in pending]), pws)
                     drops = ([None] * len(pending) if dropper is None else  # keep grids and thetas
@@ -791,7 +817,8 @@ def convert(
                     "method": "DCQ (Dataset Color Quantization, ICLR 2026), see METHOD.md §1",
                     "parameters": {
                         "bits": bits, "palette_size": k, "clusters": clusters,
-                        "clusters_used": n_groups, "palette": palette, "attention": attention,
+                        "clusters_used": n_groups, "palette": palette,
+                        "palette_choice": palette_choice, "attention": attention,
                         "attention_fraction": attention_fraction,
                         "context_weight": context_weight if attention else None,
                         "reserve_share": reserve_share, "reserve_radius": RESERVE_RADIUS,

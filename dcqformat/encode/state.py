@@ -65,7 +65,7 @@ SHARED_PARAMETERS = ("bits", "clusters", "palette", "attention", "attention_frac
                      "context_weight", "seed", "max_side", "background", "max_pixels", "on_error",
                      "batch_size", "max_points_per_image", "proxy_resolution", "epochs",
                      "max_train_images", "refine", "refine_steps", "refine_images", "refine_crop",
-                     "payload_encoding", "reserve_share")
+                     "payload_encoding", "reserve_share", "palette_choice")
 
 
 def block_seed(seed: int, stream: int, block: int) -> int:
