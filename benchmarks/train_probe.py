@@ -23,9 +23,10 @@ Configurations (``--configs``, comma-separated names):
   ``dcq-q2-paper`` (palettes from the attended pixels only and no reserved background colour,
   as METHOD.md §1 states the method; the encoder's defaults since the diagnosis in
   ``results/train_probe_diagnosis.md`` weigh the other pixels 0.1 and keep a flat dominant colour).
-- ``dcq-q1-best``, ``dcq-q2-best``: as dcq-q1/q2 with ``palette_choice="best"`` (ours: every
-  image is encoded with whichever of the 20 palettes fits it best; the bar lines compare them
-  with the same baselines as dcq-qX, whose subsets are matched to dcq-qX's bytes).
+- ``dcq-q1-cluster``, ``dcq-q2-cluster``: as dcq-q1/q2 with ``palette_choice="cluster"`` (the
+  paper's rule: every image uses its own cluster's palette; the encoder's default since commit
+  5b62f2a's measurement is ``"best"``, the best-fitting of the 20 palettes); the bar lines compare
+  them with the same baselines as dcq-qX, whose subsets are matched to dcq-qX's bytes.
 - per-image quantizers: ``mediancut-q1/q2`` (Pillow MEDIANCUT, 2**q colours) and ``kmeans-q1/q2``
   (MEDIANCUT refined by Pillow's k-means until no pixel moves); bytes = PNG-8 files (optimised).
 - ``jpeg@dcq-q1/q2``: JPEG (optimised Huffman tables) at the one quality, searched per dataset,
@@ -106,12 +107,12 @@ class Config:
 
 CONFIGS: tuple[Config, ...] = (
     Config("original", "original", "original images (bytes: optimised PNG)"),
-    Config("dcq-q1", "dcq", ".dcq, C=20 cluster palettes", 1, {}),
-    Config("dcq-q2", "dcq", ".dcq, C=20 cluster palettes", 2, {}),
-    Config("dcq-q1-best", "dcq", ".dcq, C=20 palettes, each image uses the best-fitting one", 1,
-           {"palette_choice": "best"}),
-    Config("dcq-q2-best", "dcq", ".dcq, C=20 palettes, each image uses the best-fitting one", 2,
-           {"palette_choice": "best"}),
+    Config("dcq-q1", "dcq", ".dcq, C=20 palettes, each image uses the best-fitting one", 1, {}),
+    Config("dcq-q2", "dcq", ".dcq, C=20 palettes, each image uses the best-fitting one", 2, {}),
+    Config("dcq-q1-cluster", "dcq", ".dcq, C=20 palettes, each image uses its cluster's (paper)", 1,
+           {"palette_choice": "cluster"}),
+    Config("dcq-q2-cluster", "dcq", ".dcq, C=20 palettes, each image uses its cluster's (paper)", 2,
+           {"palette_choice": "cluster"}),
     Config("dcq-q2-image", "dcq", "ablation: per-image palette (C=N), no refinement", 2,
            {"palette": "image", "refine": False}),
     Config("dcq-q2-global", "dcq", "ablation: one global palette (C=1)", 2, {"palette": "global"}),
@@ -768,7 +769,7 @@ def bar_verdict(rows: dict[str, dict[str, Any]], dataset: str) -> list[str]:
     below by more than that sum)."""
     lines = []
     strict = dataset == "emoji64"
-    for q, variant in ((1, ""), (2, ""), (1, "-best"), (2, "-best")):
+    for q, variant in ((1, ""), (2, ""), (1, "-cluster"), (2, "-cluster")):
         ours = rows.get(f"dcq-q{q}{variant}")
         if not ours or not ours["runs"]:
             continue
@@ -877,7 +878,7 @@ def _reader(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def per_class_table(ds: dict[str, Any], rows: dict[str, dict[str, Any]]) -> list[str]:
-    names = [n for n in ("original", "dcq-q1", "dcq-q2", "dcq-q1-best", "dcq-q2-best", "mediancut-q1", "mediancut-q2", "kmeans-q1",
+    names = [n for n in ("original", "dcq-q1", "dcq-q2", "dcq-q1-cluster", "dcq-q2-cluster", "mediancut-q1", "mediancut-q2", "kmeans-q1",
                          "kmeans-q2", "subset@dcq-q1", "subset@dcq-q2") if n in rows and rows[n]["runs"]]
     if not names:
         return []

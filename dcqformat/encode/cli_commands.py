@@ -91,10 +91,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clusters", type=int, default=20, help="image clusters C, one palette each (default 20)")
     p.add_argument("--palette", choices=("cluster", "image", "global"), default="cluster",
                    help="one palette per cluster (default), per image, or one for all")
-    p.add_argument("--palette-choice", choices=("cluster", "best"), default="cluster",
-                   help="cluster (default, the method): an image uses its cluster's palette; best: "
-                   "the one of the C palettes that fits it best (trained 2.6 points better on "
-                   "emoji64 at q=2, see benchmarks/results/train_probe_diagnosis.md)")
+    p.add_argument("--palette-choice", choices=("best", "cluster"), default="best",
+                   help="best (default): each image uses whichever of the C palettes fits it best "
+                   "(trained better on emoji64 and Fashion-MNIST, see "
+                   "benchmarks/results/train_probe_diagnosis.md); cluster: its cluster's palette, "
+                   "as the DCQ paper does")
     p.add_argument("--no-attention", action="store_true",
                    help="build palettes from all pixels instead of the top 50%% Grad-CAM++ pixels")
     p.add_argument("--no-refine", action="store_true", help="skip the Sobel edge-loss palette refinement")

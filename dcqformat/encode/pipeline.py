@@ -295,7 +295,7 @@ def convert(
     bits: int = 2,
     clusters: int = 20,
     palette: str = "cluster",
-    palette_choice: str = "cluster",
+    palette_choice: str = "best",
     attention: bool = True,
     refine: bool = True,
     model: Any = "proxy",
@@ -337,9 +337,10 @@ def convert(
 
     Main parameters (METHOD.md §1 defaults): ``bits`` q (K = 2**q colours per palette),
     ``clusters`` C = 20, ``palette``: ``"cluster"`` (the method), ``"image"`` (one palette per
-    image, C = N) or ``"global"`` (one palette, C = 1); ``palette_choice``: ``"cluster"`` (the
-    method: an image uses its cluster's palette) or ``"best"`` (ours: it uses whichever of the C
-    palettes fits it best, see :func:`best_palettes`; its stored cluster id is that palette); ``attention``: palettes from the top
+    image, C = N) or ``"global"`` (one palette, C = 1); ``palette_choice``: ``"best"`` (ours,
+    default: an image uses whichever of the C palettes fits it best, see :func:`best_palettes`;
+    its stored cluster id is that palette; the fit is unchanged) or ``"cluster"`` (the method as
+    published: an image uses its cluster's palette); ``attention``: palettes from the top
     ``attention_fraction`` (50 %) Grad-CAM++ pixels (False: all pixels), the other pixels
     weighing ``context_weight`` (ours, default 0.1; 0 = attended pixels only, as the paper) in
     the per-image palettes so flat backgrounds keep a colour; ``refine``: Sobel
