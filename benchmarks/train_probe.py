@@ -675,9 +675,7 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
                 continue
             if c.kind == "jpeg" and es != 0:  # deterministic: one quality, matched to encoding 0
                 continue
-            draw = es if c.kind == "subset" and per_seed else 0
-            if c.kind == "subset" and not per_seed and es != 0:
-                continue
+            draw = es if c.kind == "subset" and per_seed else 0  # once: es is always 0
             out = str(work / (f"{c.name}_e{draw}.npz" if c.kind == "subset" else f"{c.name}.npz"))
             which = [draw] if c.kind == "subset" and per_seed else None
 

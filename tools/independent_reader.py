@@ -322,6 +322,9 @@ class IndependentReader:
             fills.append([int(v) for v in fill[pos:pos + d]])
             pos += d
         self.masks = {"patch_size": p, "keep": keeps, "fill": fills}
+        self.masks["kept_pixels"] = [sum((rows.stop - rows.start) * (cols.stop - cols.start)
+                                         for kept, rows, cols in self._patches(i) if kept)
+                                     for i in range(self.n)]
 
     def _patches(self, i: int) -> list[tuple[bool, slice, slice]]:
         """Sample i's patches in increasing g: (kept, rows, columns), clipped at the border."""
@@ -334,11 +337,9 @@ class IndependentReader:
 
     def stored_pixels(self, i: int) -> int:
         """§5 H*W, or §13 S_i (the kept pixels) in a masked file."""
-        s = self.samples
         if self.masks is None:
-            return int(s["height"][i]) * int(s["width"][i])
-        return sum((rows.stop - rows.start) * (cols.stop - cols.start)
-                   for kept, rows, cols in self._patches(i) if kept)
+            return int(self.samples["height"][i]) * int(self.samples["width"][i])
+        return int(self.masks["kept_pixels"][i])
 
     def _check_samples(self, num_classes: int, c: int) -> None:  # §10.6
         s = self.samples

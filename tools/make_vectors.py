@@ -95,43 +95,37 @@ def grid(h: int, w: int, p: int) -> tuple[int, int]:
     return -(-h // p), -(-w // p)
 
 
+def patches(h: int, w: int, p: int, keep: np.ndarray) -> list[tuple[bool, slice, slice]]:
+    """§13: the patches of an H×W sample in increasing g = r*gw + c: (kept, rows, columns),
+    the last row and column clipped at the border."""
+    gh, gw = grid(h, w, p)
+    return [(bool(keep[r, c]), slice(r * p, min(r * p + p, h)), slice(c * p, min(c * p + p, w)))
+            for r in range(gh) for c in range(gw)]
+
+
 def kept_pixel_order(h: int, w: int, p: int, keep: np.ndarray) -> np.ndarray:
     """§13: flat pixel positions (y*W + x) of the kept pixels, in stored order: kept patches in
-    increasing g = r*gw + c, inside a patch its clipped pixels in raster order."""
-    gh, gw = grid(h, w, p)
-    order: list[int] = []
-    for g in range(gh * gw):
-        r, c = divmod(g, gw)
-        if keep[r, c]:
-            order.extend(y * w + x for y in range(r * p, min(r * p + p, h))
-                         for x in range(c * p, min(c * p + p, w)))
-    return np.array(order, dtype=np.int64)
+    increasing g, inside a patch its clipped pixels in raster order."""
+    pos = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    parts = [pos[rows, cols].ravel() for kept, rows, cols in patches(h, w, p, keep) if kept]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def reference_fills(m: np.ndarray, p: int, keep: np.ndarray, k: int) -> list[int]:
     """§13: the reference encoder's fill of each dropped patch (increasing g): the index most
     frequent among the patch's own indices, ties to the smallest."""
-    h, w = m.shape
-    gh, gw = grid(h, w, p)
-    out = []
-    for g in range(gh * gw):
-        r, c = divmod(g, gw)
-        if not keep[r, c]:
-            out.append(int(np.argmax(np.bincount(m[r * p:r * p + p, c * p:c * p + p].ravel(), minlength=k))))
-    return out
+    return [int(np.argmax(np.bincount(m[rows, cols].ravel(), minlength=k)))
+            for kept, rows, cols in patches(*m.shape, p, keep) if not kept]
 
 
 def masked_pixels(palette: np.ndarray, m: np.ndarray, p: int, keep: np.ndarray,
                   fills: list[int]) -> np.ndarray:
     """§13 decoding, in NumPy: kept pixels from their indices, a dropped patch in its fill colour."""
     out = palette[m].copy()
-    h, w = m.shape
-    gh, gw = grid(h, w, p)
     dropped = iter(fills)
-    for g in range(gh * gw):
-        r, c = divmod(g, gw)
-        if not keep[r, c]:
-            out[r * p:r * p + p, c * p:c * p + p] = palette[next(dropped)]
+    for kept, rows, cols in patches(*m.shape, p, keep):
+        if not kept:
+            out[rows, cols] = palette[next(dropped)]
     return out
 
 

@@ -249,11 +249,10 @@ def best_palettes(images: np.ndarray, palettes_w: torch.Tensor) -> list[int]:
     of the palette ``palettes_w [G, K, C]`` (working space) under which each image's
     nearest-colour error (summed squared working-space distance over up to
     :data:`CHOICE_MAX_PIXELS` strided pixels) is smallest; ties go to the lowest index."""
-    b = images.shape[0]
-    x = pixels_to_working(images.reshape(-1, images.shape[-1]), palettes_w.device)
-    x = x.reshape(b, -1, x.shape[-1])
-    step = max(1, -(-x.shape[1] // CHOICE_MAX_PIXELS))
-    x = x[:, ::step]
+    b, c = images.shape[0], images.shape[-1]
+    flat = images.reshape(b, -1, c)
+    flat = flat[:, ::max(1, -(-flat.shape[1] // CHOICE_MAX_PIXELS))]  # subsample, then convert
+    x = pixels_to_working(np.ascontiguousarray(flat), palettes_w.device).reshape(b, -1, c)
     g = palettes_w.shape[0]
     err = torch.empty(b, g, dtype=torch.float64, device=x.device)
     for j in range(g):  # one palette at a time: memory B*P*K, not B*P*G*K
@@ -754,6 +753,7 @@ def convert(
                 def write_pending() -> None:
                     nonlocal raw_bytes, source_bytes
                     gs = [int(groups[i]) for i, _, _ in pending]
+                    batch_imgs = np.stack([img for _, _, img in pending])
                     if palette == "image":
                         if refine and refine_steps > 0:
                             # same-size images: same-size crops, refined together
@@ -770,9 +770,9 @@ def convert(
                     else:
                         assert pal_w is not None
                         if palette_choice == "best" and pal_w.shape[0] > 1:
-                            gs = best_palettes(np.stack([img for _, _, img in pending]), pal_w)
+                            gs = best_palettes(batch_imgs, pal_w)
                         pws = pal_w[gs]
-                    idxs = assign_batch(np.stack([img for _, _, img in pending]), pws)
+                    idxs = assign_batch(batch_imgs, pws)
                     drops = ([None] * len(pending) if dropper is None else  # keep grids and thetas
                              dropper.decide(task, [i for i, _, _ in pending], np.stack([x for _, _, x in pending])))
                     for (_i, pos, img), g, idx, drop in zip(pending, gs, idxs, drops, strict=True):
