@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dcqformat.encode.device import resolve_device
+from dcqformat.device import resolve_device
 from dcqformat.encode.model import (
     ProxyNet,
     TaskModel,

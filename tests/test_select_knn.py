@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from dcqformat.device import resolve_device
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.select import coverage, knn_blockwise, nearest_blockwise, redundancy
-from dcqformat.select.knn import resolve_device
 
 
 def _dense_knn(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,6 @@ This subpackage needs torch (the ``torch`` extra). Its modules each do one job:
 
 - :mod:`.scan`      ImageFolder listing in canonical order, with sizes and a listing hash
 - :mod:`.images`    one image file -> uint8 HWC array (alpha flattening, modes, guards)
-- :mod:`.device`    ``resolve_device("auto" | "cpu" | "cuda" | ...)``
 - :mod:`.model`     the task model: a small residual proxy CNN, checkpoint loading
 - :mod:`.features`  pooled shallow-stage features for chromaticity-aware clustering
 - :mod:`.kmeans`    batched, seeded, weighted k-means (k-means++ init) in torch

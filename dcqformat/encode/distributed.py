@@ -68,7 +68,7 @@ class DistContext:
     @classmethod
     def from_env(cls, device: str = "auto", timeout_s: float = 1800.0) -> DistContext:
         """Join the job torchrun described in the environment (gloo on CPU, NCCL on CUDA)."""
-        from dcqformat.encode.device import resolve_device
+        from dcqformat.device import resolve_device
 
         dev = resolve_device(device)
         backend = "nccl" if dev.type == "cuda" else "gloo"

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dcqformat._version import __version__
+from dcqformat.device import resolve_device
 from dcqformat.encode.assign import assign_batch, palette_to_working, pixels_to_working
-from dcqformat.encode.device import resolve_device
 from dcqformat.encode.features import pooled_features, standardize
 from dcqformat.encode.gradcam import compute_cams, top_fraction_masks, upsample_cam
 from dcqformat.encode.images import LoadOptions, is_grey, load_image, parse_background, to_channels

@@ -7,63 +7,21 @@ argument, states the allowed range and shows the value received.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 
+from dcqformat.checks import (  # noqa: F401  (the selection modules import them from here)
+    check_int,
+    check_nonnegative_float,
+    check_ratio,
+)
 from dcqformat.errors import InvalidArgumentError
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def check_ratio(ratio: Any, name: str = "ratio") -> float:
-    """Return ``ratio`` as a float in (0, 1], or raise."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise InvalidArgumentError(
-            f"{name} must be a real number in (0, 1], got {name}={_describe(ratio)} "
-            f"of type {type(ratio).__name__}"
-        )
-    value = float(ratio)
-    if not math.isfinite(value) or not 0.0 < value <= 1.0:
-        raise InvalidArgumentError(f"{name} must be in (0, 1], got {name}={_describe(ratio)}")
-    return value
-
-
-def check_int(value: Any, name: str, *, minimum: int, maximum: int | None = None) -> int:
-    """Return ``value`` as an int in [minimum, maximum], or raise. Booleans are refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidArgumentError(
-            f"{name} must be an integer, got {name}={_describe(value)} of type {type(value).__name__}"
-        )
-    out = int(value)
-    if out < minimum or (maximum is not None and out > maximum):
-        upper = "" if maximum is None else f", {maximum}]"
-        allowed = f"[{minimum}{upper}" if maximum is not None else f">= {minimum}"
-        raise InvalidArgumentError(f"{name} must be {allowed}, got {name}={out}")
-    return out
 
 
 def check_seed(seed: Any) -> int:
     """A seed is a non-negative integer (numpy's SeedSequence refuses negative entropy)."""
     return check_int(seed, "seed", minimum=0)
-
-
-def check_nonnegative_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgumentError(
-            f"{name} must be a real number >= 0, got {name}={_describe(value)} "
-            f"of type {type(value).__name__}"
-        )
-    out = float(value)
-    if not math.isfinite(out) or out < 0.0:
-        raise InvalidArgumentError(
-            f"{name} must be a finite number >= 0, got {name}={_describe(value)}"
-        )
-    return out
 
 
 def to_numpy(array: Any) -> np.ndarray:

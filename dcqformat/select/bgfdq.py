@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcqformat.device import resolve_device
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.select._validate import (
     check_int,
@@ -39,7 +40,7 @@ from dcqformat.select._validate import (
     check_seed,
     class_budgets,
 )
-from dcqformat.select.knn import as_feature_tensor, knn_blockwise, nearest_blockwise, resolve_device
+from dcqformat.select.knn import as_feature_tensor, knn_blockwise, nearest_blockwise
 from dcqformat.select.result import Selection, interleave
 
 __all__ = ["bgfdq_select", "neighbour_aware_order", "removal_probabilities"]

@@ -19,27 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcqformat.device import resolve_device
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.select._validate import check_features_shape, check_int
 
-__all__ = ["resolve_device", "as_feature_tensor", "knn_blockwise", "nearest_blockwise"]
-
-
-def resolve_device(device: Any = "auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when available else ``cpu``; otherwise ``torch.device(device)``."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto" or device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InvalidArgumentError(
-            f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got device={device!r}"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgumentError(f"device={device!r} was requested but CUDA is not available")
-    return dev
+__all__ = ["as_feature_tensor", "knn_blockwise", "nearest_blockwise"]
 
 
 def as_feature_tensor(features: Any, device: torch.device, name: str = "features") -> torch.Tensor:

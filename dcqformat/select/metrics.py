@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcqformat.device import resolve_device
 from dcqformat.errors import InvalidArgumentError
-from dcqformat.select.knn import as_feature_tensor, nearest_blockwise, resolve_device
+from dcqformat.select.knn import as_feature_tensor, nearest_blockwise
 
 __all__ = ["coverage", "redundancy"]
 

@@ -1,4 +1,5 @@
-"""Choosing the torch device the encoder runs on."""
+"""Choosing the torch device the encoder and the selection methods run on (imports torch;
+the reader core in ``format/`` and ``codecs/`` never imports this module)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,82 @@
+"""Argument checks shared by the whole library.
+
+Every check returns the value in its canonical type or raises
+:class:`~dcqformat.errors.InvalidArgumentError` with a message that names the argument, states the
+allowed range and shows the value received. Booleans are never accepted as numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Any
+
+from dcqformat.errors import InvalidArgumentError
+
+__all__ = ["describe", "check_int", "check_float", "check_ratio", "check_nonnegative_float",
+           "check_choice"]
+
+
+def describe(value: Any) -> str:
+    """``repr(value)``, shortened to at most 60 characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Return ``value`` as an int in [minimum, maximum] (either bound may be None), or raise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidArgumentError(
+            f"{name} must be an integer, got {name}={describe(value)} of type {type(value).__name__}"
+        )
+    out = int(value)
+    if (minimum is not None and out < minimum) or (maximum is not None and out > maximum):
+        if minimum is not None and maximum is not None:
+            allowed = f"in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            allowed = f">= {minimum}"
+        else:
+            allowed = f"<= {maximum}"
+        raise InvalidArgumentError(f"{name} must be {allowed}, got {name}={out}")
+    return out
+
+
+def check_float(value: Any, name: str, *, minimum: float | None = None,
+                maximum: float | None = None, min_open: bool = False,
+                max_open: bool = False) -> float:
+    """Return ``value`` as a finite float within the bounds, or raise. ``min_open`` /
+    ``max_open`` exclude the bound itself (``(0, 1]`` is ``minimum=0, min_open=True,
+    maximum=1``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(
+            f"{name} must be a real number, got {name}={describe(value)} of type "
+            f"{type(value).__name__}"
+        )
+    out = float(value)
+    low_bad = minimum is not None and (out <= minimum if min_open else out < minimum)
+    high_bad = maximum is not None and (out >= maximum if max_open else out > maximum)
+    if not math.isfinite(out) or low_bad or high_bad:
+        lo = "(-inf" if minimum is None else ("(" if min_open else "[") + f"{minimum:g}"
+        hi = "inf)" if maximum is None else f"{maximum:g}" + (")" if max_open else "]")
+        raise InvalidArgumentError(f"{name} must be in {lo}, {hi}, got {name}={describe(value)}")
+    return out
+
+
+def check_ratio(ratio: Any, name: str = "ratio") -> float:
+    """Return ``ratio`` as a float in (0, 1], or raise."""
+    return check_float(ratio, name, minimum=0.0, min_open=True, maximum=1.0)
+
+
+def check_nonnegative_float(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float >= 0, or raise."""
+    return check_float(value, name, minimum=0.0)
+
+
+def check_choice(value: Any, name: str, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` when it is one of ``allowed``, or raise naming the choices."""
+    options = list(allowed)
+    if value not in options:
+        raise InvalidArgumentError(f"{name} must be one of {options}, got {name}={describe(value)}")
+    return value
