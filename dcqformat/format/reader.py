@@ -22,7 +22,7 @@ import numpy as np
 import zstandard
 
 from dcqformat.codecs.bitpack import unpack_indices
-from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel
+from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel, decode_into
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
@@ -228,9 +228,15 @@ class DCQFile:
         self.decode_into(i, out, layout=layout)
         return out
 
-    def decode_into(self, i: int, out: np.ndarray, *, layout: str = "hwc") -> np.ndarray:
-        """Decode sample ``i`` into the preallocated C-contiguous uint8 array ``out``."""
+    def decode_into(self, i: int, out: np.ndarray, *, layout: str = "hwc",
+                    palette: np.ndarray | None = None) -> np.ndarray:
+        """Decode sample ``i`` into the preallocated C-contiguous uint8 array ``out``.
+
+        ``palette`` (uint8 ``[K', channels]``), when given, replaces the sample's stored cluster
+        palette (palette-space colour transforms); an index >= K' is a :class:`PayloadError`.
+        """
         i = self._index(i)
+        pal = None if palette is None else self._check_palette(palette)
         if layout not in LAYOUTS:
             raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         h, w, c = self.shape(i)
@@ -243,8 +249,32 @@ class DCQFile:
                 f"out must be a C-contiguous uint8 array of {want}, got {out.dtype} {out.shape}")
         if not out.flags.writeable:
             raise InvalidArgumentError(f"out must be writable, got a read-only array of {out.shape}")
-        self._decode(i, out, planar=layout == "chw")
+        self._decode(i, out, planar=layout == "chw", palette=pal)
         return out
+
+    def _check_palette(self, palette: Any) -> np.ndarray:
+        c = self._meta.channels
+        pal = np.asarray(palette)
+        if pal.dtype != np.uint8 or pal.ndim != 2 or pal.shape[1] != c or pal.shape[0] < 1:
+            raise InvalidArgumentError(
+                f"palette must be uint8 [K, {c}] for {str(self.path)!r}, got {pal.dtype} {pal.shape}")
+        return np.ascontiguousarray(pal)
+
+    def packed(self, i: int) -> np.ndarray:
+        """The q-bit packed palette indices of sample ``i``'s stored pixels (spec §5): for a
+        raw payload a read-only view of the file's bytes, for an entropy-coded one the decoded
+        bytes. With patch masks only the kept pixels are stored (:meth:`stored_pixels`)."""
+        return self._packed_bytes(self._index(i))
+
+    def stored_pixels(self, i: int) -> int:
+        """How many pixels sample ``i``'s payload holds: H*W, or its kept pixels under patch
+        masks (spec §13)."""
+        return int(self._stored_pixels[self._index(i)])
+
+    @property
+    def metadata(self) -> FileMetadata:
+        """Everything read and validated at open (see :class:`FileMetadata`); read-only use."""
+        return self._meta
 
     def decode_batch(self, indices: Sequence[int] | np.ndarray, layout: str = "chw"
                      ) -> np.ndarray | list[np.ndarray]:
@@ -290,18 +320,26 @@ class DCQFile:
             return batch
         return [self.decode(int(j), layout) for j in idx]
 
-    def _decode(self, i: int, out: np.ndarray, planar: bool) -> None:
+    def _decode(self, i: int, out: np.ndarray, planar: bool,
+                palette: np.ndarray | None = None) -> None:
         # Everything the kernel relies on was validated at open (offsets and lengths inside
         # the payload, cluster < C, raw length == ceil(H*W*q/8)) or is checked here (zstd
         # frame sizes, ``out`` by the callers), so the raw kernel is called directly.
         packed = self._packed_bytes(i)
+        pal = self._palette_list[self._clusters[i]] if palette is None else palette
         if self._masks is not None:
             _masks.decode_sample(self._masks, i, packed, self._meta.bits, int(self._meta.height[i]),
-                                 int(self._meta.width[i]), self._palette_list[self._clusters[i]],
-                                 out, planar, self.fill, str(self.path))
+                                 int(self._meta.width[i]), pal, out, planar, self.fill,
+                                 str(self.path))
             return
-        bad = _decode_kernel(packed, self._meta.bits, self._n_pixels[i],
-                             self._palette_list[self._clusters[i]], out.reshape(-1), planar)
+        if palette is not None and palette.shape[0] < self._meta.palette_size:
+            bad = decode_into(packed, self._meta.bits, int(self._n_pixels[i]), pal, out, planar)
+            if bad:
+                raise PayloadError(f"{self.path}: sample {i} holds {bad} palette index(es) >= "
+                                   f"the given palette's {palette.shape[0]} colours")
+            return
+        bad = _decode_kernel(packed, self._meta.bits, self._n_pixels[i], pal, out.reshape(-1),
+                             planar)
         if bad:
             raise self._bad_index_error(i)
 
