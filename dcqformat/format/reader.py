@@ -266,6 +266,19 @@ class DCQFile:
         bytes. With patch masks only the kept pixels are stored (:meth:`stored_pixels`)."""
         return self._packed_bytes(self._index(i))
 
+    def packed_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The :meth:`packed` bytes of many samples in one buffer: ``(data, offsets)`` with
+        ``data`` uint8 and ``offsets`` int64 ``[B + 1]``, sample ``b`` at
+        ``data[offsets[b]:offsets[b + 1]]``."""
+        idx = [self._index(int(i)) for i in indices]
+        parts = [self._packed_bytes(i) for i in idx]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([p.size for p in parts], out=offsets[1:])
+        data = np.empty(int(offsets[-1]), dtype=np.uint8)
+        for p, o in zip(parts, offsets[:-1].tolist(), strict=True):
+            data[o:o + p.size] = p
+        return data, offsets
+
     def stored_pixels(self, i: int) -> int:
         """How many pixels sample ``i``'s payload holds: H*W, or its kept pixels under patch
         masks (spec §13)."""
