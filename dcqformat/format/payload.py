@@ -1,0 +1,185 @@
+"""Decoding the stored bytes of samples, for every payload encoding (spec ``dcq-v1.md`` §6,
+§13, §14): the reader's hot path, per sample and batched.
+
+:class:`PayloadDecoder` holds the per-sample tables of an open file and turns stored bytes into
+packed q-bit maps (:meth:`~PayloadDecoder.packed`, :meth:`~PayloadDecoder.packed_batch`), into
+index maps (:meth:`~PayloadDecoder.indices`) or straight into pixels
+(:meth:`~PayloadDecoder.pixels_batch`). A batch is one compiled call per step whatever its
+size: for ``zstd`` one Numba walk over every frame header (exactly one frame of the right size
+each) and one python-zstandard ``multi_decompress_to_buffer``; for ``ctx`` one rANS kernel call.
+Every offset and length was validated at open, so the kernels only see ranges inside the payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import zstandard
+
+from dcqformat.codecs.bitpack import pack_indices, unpack_indices
+from dcqformat.codecs.ctx import batch_status, status_error
+from dcqformat.codecs.zstd_frames import FRAME_STATUS_TEXT, check_frames
+from dcqformat.errors import PayloadError
+from dcqformat.format import ctx as C
+from dcqformat.format.validate import FileMetadata
+
+__all__ = ["PayloadDecoder"]
+
+#: decode_batch modes of the ctx kernel.
+MODE_PACKED, MODE_HWC, MODE_CHW = 0, 1, 2
+
+
+class PayloadDecoder:
+    """Decoding of one open file's stored sample bytes (picklable: the zstd context is made
+    lazily in each process)."""
+
+    def __init__(self, meta: FileMetadata, where: str, stored_pixels: np.ndarray) -> None:
+        self.where = where
+        self.encoding = meta.payload_encoding
+        self.bits = meta.bits
+        self.offsets = meta.offset.astype(np.int64)
+        self.lengths = meta.length.astype(np.int64)
+        self.heights = meta.height.astype(np.int64)
+        self.widths = meta.width.astype(np.int64)
+        self.clusters = meta.cluster.astype(np.int64)
+        self.stored_pixels = np.asarray(stored_pixels, dtype=np.int64)
+        self.packed_sizes = (self.stored_pixels * self.bits + 7) // 8
+        self.masks = meta.masks
+        self.ctx: C.CtxSection | None = meta.ctx
+        self.model_ids = None if self.ctx is None else self.ctx.model_ids(self.clusters)
+        self._dctx: zstandard.ZstdDecompressor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_dctx"] = None
+        return state
+
+    def _decompressor(self) -> zstandard.ZstdDecompressor:
+        if self._dctx is None:
+            self._dctx = zstandard.ZstdDecompressor()
+        return self._dctx
+
+    # -- one sample ---------------------------------------------------------------------
+    def rects(self, i: int) -> np.ndarray:
+        """The rectangles sample ``i``'s stored pixels are coded in (§14.2): the image, or
+        its kept patches."""
+        h, w = int(self.heights[i]), int(self.widths[i])
+        if self.masks is None:
+            return np.array([[h, w]], np.int64)
+        return C.kept_rects(h, w, self.masks.patch_size, self.masks.grid(i, h, w))
+
+    def _stored(self, payload: np.ndarray, i: int) -> np.ndarray:
+        start = int(self.offsets[i])
+        return payload[start:start + int(self.lengths[i])]
+
+    def _zstd_packed(self, payload: np.ndarray, i: int) -> np.ndarray:
+        expected = int(self.packed_sizes[i])
+        b, status = check_frames(payload, self.offsets[i:i + 1], self.lengths[i:i + 1],
+                                 self.packed_sizes[i:i + 1])
+        if b >= 0:
+            raise PayloadError(f"{self.where}: sample {i}: {FRAME_STATUS_TEXT[status]}")
+        try:
+            raw = self._decompressor().decompress(self._stored(payload, i).data)
+        except zstandard.ZstdError as exc:
+            raise PayloadError(f"{self.where}: sample {i}: corrupt zstd frame ({exc})") from None
+        if len(raw) != expected:
+            raise PayloadError(
+                f"{self.where}: sample {i}: zstd frame decoded to {len(raw)} bytes, expected {expected}")
+        return np.frombuffer(raw, dtype=np.uint8)
+
+    def indices(self, payload: np.ndarray, i: int) -> np.ndarray:
+        """Sample ``i``'s stored indices (uint8 [stored pixels]): raster order, or §13 patch
+        order in a masked file."""
+        if self.encoding == C.ENCODING:
+            assert self.ctx is not None and self.model_ids is not None
+            return C.sample_indices(self.ctx, self._stored(payload, i), i, int(self.model_ids[i]),
+                                    self.rects(i), self.where)
+        return unpack_indices(self.packed(payload, i), int(self.stored_pixels[i]), self.bits)
+
+    def packed(self, payload: np.ndarray, i: int) -> np.ndarray:
+        """Sample ``i``'s packed q-bit map of its stored pixels (§5): a view for ``raw``."""
+        if self.encoding == "raw":
+            return self._stored(payload, i)
+        if self.encoding == "zstd":
+            return self._zstd_packed(payload, i)
+        return pack_indices(self.indices(payload, i), self.bits)
+
+    def pixels(self, payload: np.ndarray, i: int, palette: np.ndarray, out: np.ndarray,
+               planar: bool) -> bool:
+        """Decode an unmasked ctx sample straight to pixels (one kernel call); False when the
+        file is not such a file (the caller then decodes from :meth:`packed`)."""
+        if self.encoding != C.ENCODING or self.masks is not None:
+            return False
+        assert self.ctx is not None and self.model_ids is not None
+        C.decode_sample_pixels(self.ctx, payload, int(self.offsets[i]), int(self.lengths[i]),
+                               int(self.heights[i]), int(self.widths[i]), int(self.model_ids[i]),
+                               palette, out.reshape(-1), planar, f"{self.where}: sample {i}")
+        return True
+
+    # -- batches ------------------------------------------------------------------------
+    def _zstd_batch(self, payload: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, status = check_frames(payload, self.offsets[idx], self.lengths[idx], self.packed_sizes[idx])
+        if b >= 0:
+            raise PayloadError(f"{self.where}: sample {int(idx[b])}: {FRAME_STATUS_TEXT[status]}")
+        sizes = self.packed_sizes[idx]
+        offsets = np.zeros(idx.size + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        segments = np.stack([self.offsets[idx], self.lengths[idx]], axis=1).astype(np.uint64)
+        frames = zstandard.BufferWithSegments(payload.data, segments.tobytes())
+        try:
+            result = self._decompressor().multi_decompress_to_buffer(
+                frames, decompressed_sizes=sizes.astype(np.uint64).tobytes(), threads=0)
+        except zstandard.ZstdError as exc:
+            bad = self._first_bad_frame(payload, idx)
+            raise PayloadError(f"{self.where}: sample {bad}: corrupt zstd frame ({exc})") from None
+        data = np.frombuffer(b"".join(result), dtype=np.uint8) if idx.size else np.empty(0, np.uint8)  # type: ignore[arg-type]
+        if data.size != offsets[-1]:
+            raise PayloadError(f"{self.where}: a zstd batch decoded to {data.size} bytes, "
+                               f"expected {int(offsets[-1])}")
+        return data, offsets
+
+    def _first_bad_frame(self, payload: np.ndarray, idx: np.ndarray) -> int:
+        for j in idx.tolist():  # error path only: find which sample is corrupt
+            try:
+                self._zstd_packed(payload, int(j))
+            except PayloadError:
+                return int(j)
+        return int(idx[0])
+
+    def _ctx_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray, mode: int,
+                   sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.ctx is not None and self.model_ids is not None
+        offsets = np.zeros(idx.size + 1, np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        out = np.empty(int(offsets[-1]), np.uint8)
+        b, status = batch_status(payload, self.offsets[idx], self.lengths[idx], self.heights[idx],
+                                 self.widths[idx], self.model_ids[idx], self.ctx.model, self.bits,
+                                 palettes, self.clusters[idx], out, offsets[:-1], mode)
+        if b >= 0:
+            raise status_error(f"{self.where}: sample {int(idx[b])}", status)
+        return out, offsets
+
+    def packed_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The packed maps of samples ``idx`` in one buffer: ``(data, offsets [B + 1])``."""
+        if self.encoding == "zstd":
+            return self._zstd_batch(payload, idx)
+        if self.encoding == C.ENCODING and self.masks is None:
+            return self._ctx_batch(payload, idx, palettes, MODE_PACKED, self.packed_sizes[idx])
+        parts: Sequence[np.ndarray] = [self.packed(payload, int(j)) for j in idx]
+        offsets = np.zeros(idx.size + 1, dtype=np.int64)
+        np.cumsum([p.size for p in parts], out=offsets[1:])
+        return (np.concatenate(parts) if parts else np.empty(0, np.uint8)), offsets
+
+    def pixels_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray,
+                     channels: int, planar: bool) -> np.ndarray | None:
+        """Pixels of unmasked ctx samples ``idx`` in one flat buffer (sample after sample,
+        H×W×ch each, HWC or CHW), one kernel call; None for other files."""
+        if self.encoding != C.ENCODING or self.masks is not None:
+            return None
+        sizes = self.heights[idx] * self.widths[idx] * channels
+        out, _ = self._ctx_batch(payload, idx, palettes, MODE_CHW if planar else MODE_HWC, sizes)
+        return out
+
