@@ -102,8 +102,9 @@ class CtxFitter:
                        self.file_counts if target is None else target)
         self.samples += 1
 
-    def fit(self, num_clusters: int) -> tuple[CtxSection, dict[str, float]]:
-        """The model that measures smaller (stream bits + model bytes), and what each
+    def fit(self, num_clusters: int, models: str = "auto") -> tuple[CtxSection, dict[str, float]]:
+        """The model that measures smaller (stream bits + model bytes), or the kind ``models``
+        names (``"file"``; ``"cluster"`` where per-cluster counts were kept), and what each
         candidate measured (``{"file": bytes, "cluster": bytes}``, estimates)."""
         total = self.file_counts + (self.cluster_counts.sum(axis=0) if self.cluster_counts.size
                                     else 0)
@@ -118,7 +119,7 @@ class CtxFitter:
             counts[:used] = self.cluster_counts
             cmodel = CtxModel.fit(counts)
             candidates["cluster"] = (cmodel, cmodel.cost_bits(counts) / 8 + model_storage_bytes(cmodel))
-        kind = min(candidates, key=lambda name: candidates[name][1])
+        kind = models if models in candidates else min(candidates, key=lambda name: candidates[name][1])
         measured = {name: float(c[1] + STATE_BYTES * self.samples) for name, c in candidates.items()}
         return CtxSection(kind, candidates[kind][0]), measured
 

@@ -93,6 +93,10 @@ class DCQWriter:
         cost (ctx: streams + models); ``ctx_models`` the ctx model candidates measured.
     zstd_level:
         Compression level when ``payload_encoding="zstd"``.
+    ctx_models:
+        For the ctx encoding: ``"auto"`` (one model for the file or one per cluster, whichever
+        measures smaller), ``"file"`` or ``"cluster"`` (when the per-cluster histograms fit in
+        memory, else one for the file).
     patch_size:
         Store patch masks (spec §13, feature ``patch-mask``, version 1.1) with this patch size
         P: :meth:`add_sample` then takes ``keep_mask``, ``fills`` and ``theta``. None (default):
@@ -116,6 +120,7 @@ class DCQWriter:
         payload_encoding: str = "raw",
         zstd_level: int = L.ZSTD_DEFAULT_LEVEL,
         patch_size: int | None = None,
+        ctx_models: str = "auto",
     ) -> None:
         if not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= 8:
             raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
@@ -165,6 +170,9 @@ class DCQWriter:
         self._h5_tmp: Path | None = None
         # ctx codes the spooled raw maps in a second pass at close (ctx_writer.py).
         encodings = {"auto": ("raw", "zstd"), "ctx": ("raw",)}.get(payload_encoding, (payload_encoding,))
+        if ctx_models not in ("auto", *C.MODEL_KINDS):
+            raise InvalidArgumentError(f"ctx_models must be 'auto', 'file' or 'cluster', got {ctx_models!r}")
+        self._ctx_models = ctx_models
         self._fitter = CtxFitter(self.palette_size) if payload_encoding in ("ctx", "auto") else None
         self._ctx: C.CtxSection | None = None
         self._stored_pixels = array("Q")
@@ -398,7 +406,7 @@ class DCQWriter:
         §14); returns what the ctx payload costs: its streams plus the model's bytes."""
         assert self._fitter is not None
         raw = next(sp for sp in self._spools if sp.encoding == "raw")
-        self._ctx, self.ctx_models = self._fitter.fit(num_clusters)
+        self._ctx, self.ctx_models = self._fitter.fit(num_clusters, self._ctx_models)
         spool = PayloadSpool("ctx", self.path, 0)
         self._spools.append(spool)
         columns = {k: np.frombuffer(self._fields[k], dtype=np.uint64).astype(np.int64)
