@@ -126,6 +126,8 @@ def _add_option_flags(p: argparse.ArgumentParser) -> None:
         else:
             kw["default"] = default
             kw.update(spec.cli)
+            if kw.get("action") != "store_true" and "choices" not in kw:
+                kw.setdefault("metavar", spec.flag.lstrip("-").replace("-", "_").upper())
         p.add_argument(spec.flag, **kw)
 
 
