@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from dcqformat.encode.images import LoadOptions, array_to_image, load_image, pil_to_image
-from dcqformat.encode.scan import FolderListing, scan_image_folder
+from dcqformat.encode.scan import FolderListing, printable, scan_image_folder
 from dcqformat.errors import InputImageError, InvalidArgumentError
 
 __all__ = ["ImageSource", "FolderSource", "ArraySource", "DatasetSource", "open_source",
@@ -61,6 +61,10 @@ class ImageSource(ABC):
         self.classes: tuple[str, ...] = tuple(classes)
         self.labels = labels
         self.where = where
+        #: images the scan could not list (``{"path", "error"}``): fail or skip them up front
+        self.rejected: list[dict[str, str]] = []
+        #: directories and files the scan left out on purpose (``{"path", "reason"}``)
+        self.scan_skipped: list[dict[str, str]] = []
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -100,6 +104,8 @@ class FolderSource(ImageSource):
         super().__init__(listing.classes, labels, repr(str(listing.root)))
         self.listing = listing
         self.entries = listing.entries
+        self.rejected = [{"path": r["path"], "error": r["reason"]} for r in listing.rejected]
+        self.scan_skipped = list(listing.skipped)
 
     def relpath(self, pos: int) -> str:
         return self.entries[pos].relpath
@@ -122,8 +128,9 @@ class FolderSource(ImageSource):
 
     def provenance(self) -> dict[str, Any]:
         lst = self.listing
-        return {**super().provenance(), "root": str(lst.root), "listing_sha256": lst.listing_hash,
-                "files_listed": len(lst.entries), "bytes_listed": lst.total_bytes}
+        return {**super().provenance(), "root": printable(str(lst.root)),
+                "listing_sha256": lst.listing_hash, "files_listed": len(lst.entries),
+                "bytes_listed": lst.total_bytes, "scan_skipped": list(lst.skipped)}
 
     @property
     def total_bytes(self) -> int:

@@ -37,6 +37,7 @@ class ConvertSummary:
     selection: dict[str, Any] = field(default_factory=dict)  # dedup / coreset (selection_stage)
     patch_drop: dict[str, Any] | None = None  # patch dropping (encode/patchdrop.py)
     source_kind: str = "folder"  # folder, array or dataset (encode/sources.py)
+    scan_skipped: list[dict[str, str]] = field(default_factory=list)  # links seen twice, unreadable
 
     @property
     def total_seconds(self) -> float:
@@ -71,6 +72,9 @@ class ConvertSummary:
             lines.extend(f"    {s['path']}: {s['error']}" for s in self.skipped[:20])
             if len(self.skipped) > 20:
                 lines.append(f"    ... and {len(self.skipped) - 20} more (see the provenance)")
+        if self.scan_skipped:
+            lines.append(f"  the scan left out {len(self.scan_skipped)} directory/file name(s):")
+            lines.extend(f"    {s['path']}: {s['reason']}" for s in self.scan_skipped[:10])
         lines.extend(summary_lines(self.selection))
         times = ", ".join(f"{k} {v:.2f}s" for k, v in self.stage_seconds.items())
         lines.append(f"  time {self.total_seconds:.2f}s on {self.device}: {times}")

@@ -81,6 +81,11 @@ def running(src: Any, prep: Prepared, labels: Any = None,
     with deterministic(o.seed):
         with timer.stage("scan"):
             source: ImageSource = open_source(src, labels=labels, classes=classes)
+        if source.rejected and o.on_error == "fail":
+            r = source.rejected
+            raise InputImageError(f"{len(r)} image file(s) in {source.where} cannot be stored: "
+                                  f"'{r[0]['path']}': {r[0]['error']} (on_error='skip' skips "
+                                  "and reports them)")
         ctx = RunContext.create(o, source, timer)
         with torch_threads(ctx.threads):
             ctx.say(f"found {len(source)} images in {len(source.classes)} classes in "
@@ -131,7 +136,7 @@ def summarise(ctx: RunContext, stats: WriteStats, rec: RunRecord, table: Palette
         stage_seconds={s: round(ctx.timer.seconds[s], 4) for s in STAGES if s in ctx.timer.seconds},
         selection=rec.plan.summary if rec.plan is not None else {},
         patch_drop=None if rec.dropper is None else rec.dropper.provenance(),
-        source_kind=ctx.source.kind)
+        source_kind=ctx.source.kind, scan_skipped=list(ctx.source.scan_skipped))
 
 
 def _is_within(path: Path, root: Path) -> bool:

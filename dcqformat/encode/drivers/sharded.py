@@ -32,7 +32,7 @@ from dcqformat.encode.options import ConvertOptions
 from dcqformat.encode.stages.analyse import Analysis, analyse
 from dcqformat.encode.stages.context import RunContext
 from dcqformat.encode.stages.fit import Clusters, PaletteTable, RefineStats
-from dcqformat.encode.stages.provenance import RunRecord, provenance, skipped_list
+from dcqformat.encode.stages.provenance import RunRecord, provenance
 from dcqformat.encode.stages.write import WriteStats, write
 from dcqformat.encode.state import (
     FitState,
@@ -86,8 +86,8 @@ def fit_state(ctx: RunContext, a: Analysis, clusters: Clusters, table: PaletteTa
                                                if k != "state_dict"},
         "refinement": refine.sums(), "attention_degenerate_maps": a.degenerate,
         "gradcam_target": a.target_rule, "reserved_groups": int(reserved),
-        "skipped": [{"position": p, "path": s["path"], "error": s["error"]}
-                    for p, s in zip(sorted(ctx.skipped), skipped_list(ctx), strict=True)],
+        "skipped": [{"position": p, "path": ctx.source.relpath(p) or str(p),
+                     "error": ctx.skipped[p]} for p in sorted(ctx.skipped)],
     }
     mean = std = centers = None
     if clusters.features is not None and clusters.centers is not None:

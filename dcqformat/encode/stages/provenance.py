@@ -50,7 +50,7 @@ def source_record(ctx: RunContext, analysis: Analysis) -> dict[str, Any]:
 def skipped_list(ctx: RunContext) -> list[dict[str, str]]:
     """The skipped images as ``{"path", "error"}`` records, in listing order."""
     return [{"path": ctx.source.relpath(p) or str(p), "error": ctx.skipped[p]}
-            for p in sorted(ctx.skipped)]
+            for p in sorted(ctx.skipped)] + list(ctx.source.rejected)
 
 
 def provenance(ctx: RunContext, rec: RunRecord, stats: WriteStats) -> dict[str, Any]:
