@@ -142,16 +142,21 @@ class _Walker:
                 self.seen_dirs.add(key)
                 with os.scandir(d) as it:
                     items = sorted(it, key=lambda e: e.name)
-            except OSError as e:
-                self.skipped.append({"path": self.rel(d), "reason": f"cannot read: {e.strerror or e}"})
+            except OSError as err:
+                self.skipped.append({"path": self.rel(d),
+                                     "reason": f"cannot read: {err.strerror or err}"})
                 continue
-            files, subdirs = [], []
-            for e in items:
+            files: list[str] = []
+            subdirs: list[str] = []
+            for item in items:
                 try:
-                    is_dir = e.is_dir()
+                    is_dir = item.is_dir()
                 except OSError:
                     is_dir = False
-                (subdirs if is_dir else files).append(e.path if is_dir else e.name)
+                if is_dir:
+                    subdirs.append(item.path)
+                else:
+                    files.append(item.name)
             out.append((d, files))
             stack.extend(reversed(subdirs))
         return out
