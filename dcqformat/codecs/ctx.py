@@ -17,10 +17,10 @@ from dcqformat.codecs.ctx_rans import (
     OK,
     STATE_BYTES,
     STATUS_TEXT,
-    _decode_batch_kernel,
-    _decode_kernel,
-    _decode_pixels_kernel,
-    _encode_kernel,
+    ctx_decode_batch_kernel,
+    ctx_decode_kernel,
+    ctx_decode_pixels_kernel,
+    ctx_encode_kernel,
 )
 from dcqformat.errors import InvalidArgumentError, PayloadError
 
@@ -55,7 +55,7 @@ def encode_indices(values: np.ndarray, rect_h: np.ndarray, rect_w: np.ndarray, m
     base = _check_model_id(model, model_id)
     n = vals.size
     out = np.empty(2 * n + 2 * STATE_BYTES, np.uint8)
-    start, status = _encode_kernel(vals, rh, rw, model.row_of, base, model.freq, model.cum,
+    start, status = ctx_encode_kernel(vals, rh, rw, model.row_of, base, model.freq, model.cum,
                                    np.empty(n, np.int32), np.empty(n, np.int32), out)
     if status != OK:
         raise InvalidArgumentError(f"the model cannot code this map: {STATUS_TEXT[status]}")
@@ -71,7 +71,7 @@ def decode_indices(stream: np.ndarray, rect_h: np.ndarray, rect_w: np.ndarray, m
         raise InvalidArgumentError(f"bad rectangles {rh.tolist()}x{rw.tolist()}")
     base = _check_model_id(model, model_id)
     out = np.empty(int((rh * rw).sum()), np.uint8)
-    status = _decode_kernel(stream, 0, stream.size, rh, rw, model.row_of, base, model.freq,
+    status = ctx_decode_kernel(stream, 0, stream.size, rh, rw, model.row_of, base, model.freq,
                             model.cum, out)
     if status != OK:
         raise status_error(where, status)
@@ -84,7 +84,7 @@ def decode_pixels(stream: np.ndarray, start: int, length: int, h: int, w: int, m
     """Decode an unmasked H x W sample from ``stream[start:start + length]`` straight to pixels
     in the flat uint8 ``out`` (H*W*ch, HWC or planar CHW). The caller has checked that the range
     lies inside ``stream``, ``out`` has the right size and ``palette`` holds K colours."""
-    status = _decode_pixels_kernel(stream, start, length, h, w, model.row_of,
+    status = ctx_decode_pixels_kernel(stream, start, length, h, w, model.row_of,
                                    model_id * NUM_CONTEXTS, model.freq, model.cum, palette, out,
                                    planar)
     if status != OK:
@@ -99,7 +99,7 @@ def batch_status(stream: np.ndarray, starts: np.ndarray, lengths: np.ndarray, he
     2: CHW pixels) into ``out`` at ``out_offsets``; everything validated by the caller.
 
     Returns ``(-1, OK)`` or ``(position in the batch, status)`` of the first failure."""
-    code = _decode_batch_kernel(stream, starts, lengths, heights, widths,
+    code = ctx_decode_batch_kernel(stream, starts, lengths, heights, widths,
                                 model_ids * NUM_CONTEXTS, model.row_of, model.freq, model.cum,
                                 bits, palettes, clusters, out, out_offsets, mode)
     if code < 0:

@@ -27,7 +27,8 @@ list D (1..4 values). An index v equal to D[j] is coded as j; any other v as
 palette of K colours are again 0..K-1, so the transform is a bijection; its value is that the
 probability of "same as W" is one model entry whatever colour W has.
 
-The helpers are ``@njit`` functions inlined into the kernels of :mod:`dcqformat.codecs.ctx_rans`
+The helpers (:func:`neighbours`, :func:`context_of`, :func:`to_rank`, :func:`from_rank`) are
+``@njit`` functions inlined into the kernels of :mod:`dcqformat.codecs.ctx_rans`
 and :mod:`dcqformat.codecs.ctx_model`; :mod:`dcqformat.codecs.ctx_reference` spells the same
 rules in plain Python.
 """
@@ -40,11 +41,11 @@ from numba import njit
 #: Number of contexts (10 equality bits).
 NUM_CONTEXTS = 1024
 
-__all__ = ["NUM_CONTEXTS"]
+__all__ = ["NUM_CONTEXTS", "context_of", "from_rank", "neighbours", "to_rank"]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _neighbours(m, base, w, y, x):  # type: ignore[no-untyped-def]
+def neighbours(m, base, w, y, x):  # type: ignore[no-untyped-def]
     """The eight causal neighbours of pixel (y, x) of the rectangle stored row-major at
     ``m[base:]`` with width ``w`` (rows above y and pixels left of x already decoded)."""
     p = base + y * w + x
@@ -72,7 +73,7 @@ def _neighbours(m, base, w, y, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _context(vw, vn, vnw, vne, vnn, vww, vnne, vnww):  # type: ignore[no-untyped-def]
+def context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww):  # type: ignore[no-untyped-def]
     """The context number 0..1023 of a pixel from its eight neighbours."""
     c = 0
     if vn == vw:
@@ -99,7 +100,7 @@ def _context(vw, vn, vnw, vne, vnn, vww, vnne, vnww):  # type: ignore[no-untyped
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _to_rank(v, vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
+def to_rank(v, vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
     """The rank symbol of index ``v`` given the neighbours W, N, NW, NE."""
     if v == vw:
         return 0
@@ -127,8 +128,8 @@ def _to_rank(v, vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _from_rank(s, vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
-    """The index whose rank symbol is ``s`` (inverse of :func:`_to_rank`)."""
+def from_rank(s, vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
+    """The index whose rank symbol is ``s`` (inverse of :func:`to_rank`)."""
     if s == 0:
         return vw
     # The distinct neighbours, in order of first appearance.

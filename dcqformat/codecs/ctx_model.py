@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
-from dcqformat.codecs.ctx_context import NUM_CONTEXTS, _context, _neighbours, _to_rank
+from dcqformat.codecs.ctx_context import NUM_CONTEXTS, context_of, neighbours, to_rank
 from dcqformat.errors import InvalidArgumentError
 
 #: Probabilities are multiples of 2**-PROB_BITS.
@@ -34,7 +34,7 @@ PROB_TOTAL = 1 << PROB_BITS
 MAX_MODEL_SLOTS = 1 << 22
 
 __all__ = ["MAX_MODEL_SLOTS", "PROB_BITS", "PROB_TOTAL", "CtxModel", "ModelError",
-           "count_contexts", "normalise_counts", "rects_of"]
+           "count_contexts", "count_kernel", "normalise_counts", "rects_of"]
 
 
 class ModelError(Exception):
@@ -42,7 +42,7 @@ class ModelError(Exception):
 
 
 @njit(cache=True, nogil=True)
-def _count_kernel(values, rect_h, rect_w, counts):  # type: ignore[no-untyped-def]
+def count_kernel(values, rect_h, rect_w, counts):  # type: ignore[no-untyped-def]
     """Add the (context, rank symbol) pairs of every pixel to ``counts`` [1024, K].
 
     ``values`` holds the rectangles' indices one after another (each row-major); the caller
@@ -53,9 +53,9 @@ def _count_kernel(values, rect_h, rect_w, counts):  # type: ignore[no-untyped-de
         w = rect_w[r]
         for y in range(h):
             for x in range(w):
-                vw, vn, vnw, vne, vnn, vww, vnne, vnww = _neighbours(values, base, w, y, x)
-                c = _context(vw, vn, vnw, vne, vnn, vww, vnne, vnww)
-                s = _to_rank(np.int64(values[base + y * w + x]), vw, vn, vnw, vne)
+                vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours(values, base, w, y, x)
+                c = context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww)
+                s = to_rank(np.int64(values[base + y * w + x]), vw, vn, vnw, vne)
                 counts[c, s] += 1
         base += h * w
 
@@ -84,7 +84,7 @@ def count_contexts(values: np.ndarray, rect_h: np.ndarray, rect_w: np.ndarray,
         raise InvalidArgumentError(f"rectangles cover {int((rect_h * rect_w).sum())} pixels, the map has {vals.size}")
     if vals.size and int(vals.max()) >= counts.shape[1]:
         raise InvalidArgumentError(f"index {int(vals.max())} >= K = {counts.shape[1]}")
-    _count_kernel(vals, rect_h, rect_w, counts)
+    count_kernel(vals, rect_h, rect_w, counts)
 
 
 def normalise_counts(counts: np.ndarray) -> np.ndarray:

@@ -30,8 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dcqformat.codecs.bitpack import _pack_kernel
-from dcqformat.codecs.ctx_context import _context, _from_rank, _neighbours, _to_rank
+from dcqformat.codecs.ctx_context import context_of, from_rank, neighbours, to_rank
 
 STATE_LOW = 1 << 23
 STATE_BYTES = 4
@@ -45,11 +44,13 @@ STATUS_TEXT = {
     NO_FREQ: "a symbol has frequency 0 in its model row",
 }
 
-__all__ = ["OK", "STATE_BYTES", "STATE_LOW", "STATUS_TEXT"]
+__all__ = ["OK", "STATE_BYTES", "STATE_LOW", "STATUS_TEXT", "ctx_decode_batch_kernel", "ctx_decode_kernel",
+           "ctx_decode_pixels_kernel", "ctx_encode_kernel", "decode_core", "gather_palette",
+           "pack_into"]
 
 
 @njit(cache=True, nogil=True)
-def _encode_kernel(values, rect_h, rect_w, row_of, model_base, freq, cum, rows, syms, out):  # type: ignore[no-untyped-def]
+def ctx_encode_kernel(values, rect_h, rect_w, row_of, model_base, freq, cum, rows, syms, out):  # type: ignore[no-untyped-def]
     """Encode ``values`` (the rectangles' indices one after another) into the tail of ``out``
     (at least 4 + 2 * n + 4 bytes). ``rows``/``syms`` are int32 scratch of n entries.
 
@@ -62,11 +63,11 @@ def _encode_kernel(values, rect_h, rect_w, row_of, model_base, freq, cum, rows, 
         w = rect_w[r]
         for y in range(h):
             for x in range(w):
-                vw, vn, vnw, vne, vnn, vww, vnne, vnww = _neighbours(values, base, w, y, x)
-                row = row_of[model_base + _context(vw, vn, vnw, vne, vnn, vww, vnne, vnww)]
+                vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours(values, base, w, y, x)
+                row = row_of[model_base + context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww)]
                 if row < 0:
                     return 0, NO_ROW
-                s = _to_rank(np.int64(values[p]), vw, vn, vnw, vne)
+                s = to_rank(np.int64(values[p]), vw, vn, vnw, vne)
                 if freq[row, s] == 0:
                     return 0, NO_FREQ
                 rows[p] = row
@@ -92,7 +93,7 @@ def _encode_kernel(values, rect_h, rect_w, row_of, model_base, freq, cum, rows, 
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_base, freq, cum,
+def decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_base, freq, cum,
                  out, o0):  # type: ignore[no-untyped-def]
     """Decode the stream ``stream[start:start + length]`` into ``out[o0:]`` (one uint8 index
     per pixel of rectangles r0..r1-1). Returns a status code."""
@@ -111,8 +112,8 @@ def _decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_ba
         w = rect_w[r]
         for y in range(h):
             for xx in range(w):
-                vw, vn, vnw, vne, vnn, vww, vnne, vnww = _neighbours(out, base, w, y, xx)
-                row = row_of[model_base + _context(vw, vn, vnw, vne, vnn, vww, vnne, vnww)]
+                vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours(out, base, w, y, xx)
+                row = row_of[model_base + context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww)]
                 if row < 0:
                     return NO_ROW
                 slot = x & 0xFFF
@@ -125,7 +126,7 @@ def _decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_ba
                         return TRUNCATED
                     x = (x << 8) | np.int64(stream[pos])
                     pos += 1
-                out[base + y * w + xx] = _from_rank(s, vw, vn, vnw, vne)
+                out[base + y * w + xx] = from_rank(s, vw, vn, vnw, vne)
         base += h * w
     if x != STATE_LOW:
         return BAD_END
@@ -135,14 +136,33 @@ def _decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_ba
 
 
 @njit(cache=True, nogil=True)
-def _decode_kernel(stream, start, length, rect_h, rect_w, row_of, model_base, freq, cum, out):  # type: ignore[no-untyped-def]
+def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_of, model_base, freq, cum, out):  # type: ignore[no-untyped-def]
     """Decode one sample's stream into ``out`` (uint8, exactly its stored pixels)."""
-    return _decode_core(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_of,
+    return decode_core(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_of,
                         model_base, freq, cum, out, 0)
 
 
 @njit(cache=True, nogil=True)
-def _gather(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-def]
+def pack_into(idx, n, bits, out, o):  # type: ignore[no-untyped-def]
+    """Pack ``idx[:n]`` as the §5 q-bit little-endian stream into ``out[o:o + ceil(n*bits/8)]``
+    (padding bits zero)."""
+    acc = np.int64(0)
+    have = 0
+    pos = o
+    for p in range(n):
+        acc |= np.int64(idx[p]) << have
+        have += bits
+        while have >= 8:
+            out[pos] = acc & 0xFF
+            acc >>= 8
+            have -= 8
+            pos += 1
+    if have > 0:
+        out[pos] = acc & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def gather_palette(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-def]
     """Palette lookup of ``idx[:n]`` into ``out[o:o + n*ch]`` (HWC, or CHW when planar)."""
     ch = palette.shape[1]
     if planar:
@@ -165,21 +185,21 @@ def _gather(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, freq, cum, palette,
+def ctx_decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, freq, cum, palette,
                           out, planar):  # type: ignore[no-untyped-def]
     """Decode one unmasked H x W sample straight to pixels in ``out`` (H*W*ch bytes)."""
     rect_h = np.full(1, h, np.int64)
     rect_w = np.full(1, w, np.int64)
     idx = np.empty(h * w, np.uint8)
-    status = _decode_core(stream, start, length, rect_h, rect_w, 0, 1, row_of, model_base, freq,
+    status = decode_core(stream, start, length, rect_h, rect_w, 0, 1, row_of, model_base, freq,
                           cum, idx, 0)
     if status == OK:
-        _gather(idx, h * w, palette, out, 0, planar)
+        gather_palette(idx, h * w, palette, out, 0, planar)
     return status
 
 
 @njit(cache=True, nogil=True)
-def _decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_of, freq,
+def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_of, freq,
                          cum, bits, palettes, clusters, out, out_offsets, mode):  # type: ignore[no-untyped-def]
     """Decode many unmasked samples in one call.
 
@@ -197,14 +217,14 @@ def _decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, 
         rect_h[0] = heights[b]
         rect_w[0] = widths[b]
         npx = heights[b] * widths[b]
-        status = _decode_core(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_of,
+        status = decode_core(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_of,
                               model_bases[b], freq, cum, idx, 0)
         if status != OK:
             return b * 8 + status
         o = out_offsets[b]
         if mode == 0:
-            _pack_kernel(idx[:npx], bits, out[o:o + (npx * bits + 7) // 8])
+            pack_into(idx, npx, bits, out, o)
         else:
-            _gather(idx, npx, palettes[clusters[b]], out, o, mode == 2)
+            gather_palette(idx, npx, palettes[clusters[b]], out, o, mode == 2)
     return -1
 

@@ -112,11 +112,11 @@ def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
     if num_models * 1024 > MAX_MODEL_SLOTS:
         raise StructureError(f"{where}: {num_models} cluster models exceed the limit of "
                              f"{MAX_MODEL_SLOTS // 1024} models")
-    rows = V._array(group, DS_ROWS, where, np.dtype("<u4"), None, sections)
+    rows = V.checked_array(group, DS_ROWS, where, np.dtype("<u4"), None, sections)
     if rows.ndim != 1 or rows.shape[0] > num_models * 1024:
         raise StructureError(f"{where}: dataset '/{GROUP}/{DS_ROWS}' must be 1-D with at most "
                              f"{num_models * 1024} rows, found shape {rows.shape}")
-    freq = V._array(group, DS_FREQ, where, np.dtype("<u2"), (rows.shape[0] * meta.palette_size,),
+    freq = V.checked_array(group, DS_FREQ, where, np.dtype("<u2"), (rows.shape[0] * meta.palette_size,),
                     sections)
     try:
         model = CtxModel.from_arrays(num_models, meta.palette_size, rows, freq)

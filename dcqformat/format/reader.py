@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel, decode_into
+from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import masks as _masks
 from dcqformat.format.payload import PayloadDecoder
@@ -332,7 +332,7 @@ class DCQFile:
                 data, packed_offsets = self._codec.packed_batch(payload, idx, m.palettes)
                 starts = packed_offsets[:-1]
             flat = np.empty(int(sizes.sum()), dtype=np.uint8)
-            bad = _decode_many_kernel(data, starts, n_pix, self._clusters[idx], m.palettes, m.bits,
+            bad = decode_many_kernel(data, starts, n_pix, self._clusters[idx], m.palettes, m.bits,
                                       flat, out_offsets, planar)
             if bad >= 0:
                 raise self._bad_index_error(int(idx[bad]))
@@ -382,7 +382,7 @@ class DCQFile:
                 raise PayloadError(f"{self.path}: sample {i} holds {bad} palette index(es) >= "
                                    f"the given palette's {palette.shape[0]} colours")
             return
-        bad = _decode_kernel(packed, m.bits, self._n_pixels[i], pal, out.reshape(-1), planar)
+        bad = decode_kernel(packed, m.bits, self._n_pixels[i], pal, out.reshape(-1), planar)
         if bad:
             raise self._bad_index_error(i)
 

@@ -223,6 +223,13 @@ def _array(group: h5py.Group, name: str, where: str, dtype: np.dtype, shape: tup
     return np.asarray(values)
 
 
+def checked_array(group: h5py.Group, name: str, where: str, dtype: np.dtype,
+                  shape: tuple[int, ...] | None, sections: dict[str, int]) -> np.ndarray:
+    """A dataset's values after the storage, dtype, shape and CRC-32 checks of §4 (for the
+    sections other modules read: ``/ctx``); its storage size is recorded in ``sections``."""
+    return _array(group, name, where, dtype, shape, sections)
+
+
 def _stored_crc(ds: h5py.Dataset, where: str) -> int:
     if L.ATTR_CRC32 not in ds.attrs:
         raise StructureError(f"{where}: dataset {ds.name!r} has no {L.ATTR_CRC32!r} attribute")
