@@ -12,16 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from dcqformat.codecs.ctx_context import NUM_CONTEXTS
-from dcqformat.codecs.ctx_model import CtxModel
-from dcqformat.codecs.ctx_rans import (
-    OK,
-    STATE_BYTES,
-    STATUS_TEXT,
+from dcqformat.codecs.ctx_decode import (
     ctx_decode_batch_kernel,
     ctx_decode_kernel,
     ctx_decode_pixels_kernel,
-    ctx_encode_kernel,
 )
+from dcqformat.codecs.ctx_model import CtxModel
+from dcqformat.codecs.ctx_rans import OK, STATE_BYTES, STATUS_TEXT, ctx_encode_kernel
 from dcqformat.errors import InvalidArgumentError, PayloadError
 
 __all__ = ["batch_status", "decode_indices", "decode_pixels", "encode_indices", "status_error"]
@@ -71,8 +68,8 @@ def decode_indices(stream: np.ndarray, rect_h: np.ndarray, rect_w: np.ndarray, m
         raise InvalidArgumentError(f"bad rectangles {rh.tolist()}x{rw.tolist()}")
     base = _check_model_id(model, model_id)
     out = np.empty(int((rh * rw).sum()), np.uint8)
-    status = ctx_decode_kernel(stream, 0, stream.size, rh, rw, model.row_of, base, model.freq,
-                            model.cum, out)
+    status = ctx_decode_kernel(stream, 0, stream.size, rh, rw, model.row_of, base, model.cum_flat,
+                               model.k, out)
     if status != OK:
         raise status_error(where, status)
     return out
@@ -85,8 +82,8 @@ def decode_pixels(stream: np.ndarray, start: int, length: int, h: int, w: int, m
     in the flat uint8 ``out`` (H*W*ch, HWC or planar CHW). The caller has checked that the range
     lies inside ``stream``, ``out`` has the right size and ``palette`` holds K colours."""
     status = ctx_decode_pixels_kernel(stream, start, length, h, w, model.row_of,
-                                   model_id * NUM_CONTEXTS, model.freq, model.cum, palette, out,
-                                   planar)
+                                      model_id * NUM_CONTEXTS, model.cum_flat, model.k, palette,
+                                      out, planar)
     if status != OK:
         raise status_error(where, status)
 
@@ -100,8 +97,8 @@ def batch_status(stream: np.ndarray, starts: np.ndarray, lengths: np.ndarray, he
 
     Returns ``(-1, OK)`` or ``(position in the batch, status)`` of the first failure."""
     code = ctx_decode_batch_kernel(stream, starts, lengths, heights, widths,
-                                model_ids * NUM_CONTEXTS, model.row_of, model.freq, model.cum,
-                                bits, palettes, clusters, out, out_offsets, mode)
+                                   model_ids * NUM_CONTEXTS, model.row_of, model.cum_flat, model.k,
+                                   bits, palettes, clusters, out, out_offsets, mode)
     if code < 0:
         return -1, OK
     return int(code) // 8, int(code) % 8

@@ -121,7 +121,8 @@ class CtxModel:
 
     ``rows`` (<u4 [R]) and ``stored_freq`` (<u2 [R*K]) are what the file stores;
     ``row_of[model * 1024 + context]`` is the row of that context or -1 (not stored); ``freq``
-    and ``cum`` (int32 [R, K] and [R, K + 1]) are the kernels' tables."""
+    and ``cum`` (int32 [R, K] and [R, K + 1]; ``cum_flat`` the same, 1-D) are the kernels'
+    tables."""
 
     num_models: int
     k: int
@@ -130,6 +131,10 @@ class CtxModel:
     row_of: np.ndarray = field(repr=False)
     freq: np.ndarray = field(repr=False)
     cum: np.ndarray = field(repr=False)
+    cum_flat: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int32))
+
+    def __post_init__(self) -> None:
+        self.cum_flat = np.ascontiguousarray(self.cum.reshape(-1))
 
     @classmethod
     def from_arrays(cls, num_models: int, k: int, rows: np.ndarray, freq: np.ndarray) -> CtxModel:

@@ -1,4 +1,5 @@
-"""The rANS coder of the ``ctx`` payload encoding (spec ``dcq-v1.md`` §14.5).
+"""The rANS coder of the ``ctx`` payload encoding (spec ``dcq-v1.md`` §14.4): constants, status
+codes and the encoder kernel (the decoding kernels are in :mod:`dcqformat.codecs.ctx_decode`).
 
 One sample is one stream: a 32-bit state x with 2**23 <= x < 2**31 (``STATE_LOW`` = 2**23),
 byte-wise renormalisation, 12-bit probabilities. Decoding, normative::
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from dcqformat.codecs.ctx_context import context_of, from_rank, neighbours, to_rank
+from dcqformat.codecs.ctx_context import context_of, neighbours, to_rank
 
 STATE_LOW = 1 << 23
 STATE_BYTES = 4
@@ -44,9 +45,7 @@ STATUS_TEXT = {
     NO_FREQ: "a symbol has frequency 0 in its model row",
 }
 
-__all__ = ["OK", "STATE_BYTES", "STATE_LOW", "STATUS_TEXT", "ctx_decode_batch_kernel", "ctx_decode_kernel",
-           "ctx_decode_pixels_kernel", "ctx_encode_kernel", "decode_core", "gather_palette",
-           "pack_into"]
+__all__ = ["OK", "STATE_BYTES", "STATE_LOW", "STATUS_TEXT", "ctx_encode_kernel"]
 
 
 @njit(cache=True, nogil=True)
@@ -90,141 +89,3 @@ def ctx_encode_kernel(values, rect_h, rect_w, row_of, model_base, freq, cum, row
         pos -= 1
         out[pos] = (x >> (8 * j)) & 0xFF
     return pos, OK
-
-
-@njit(cache=True, nogil=True, inline="always")
-def decode_core(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_base, freq, cum,
-                 out, o0):  # type: ignore[no-untyped-def]
-    """Decode the stream ``stream[start:start + length]`` into ``out[o0:]`` (one uint8 index
-    per pixel of rectangles r0..r1-1). Returns a status code."""
-    if length < STATE_BYTES:
-        return BAD_START
-    end = start + length
-    x = (np.int64(stream[start]) | (np.int64(stream[start + 1]) << 8)
-         | (np.int64(stream[start + 2]) << 16) | (np.int64(stream[start + 3]) << 24))
-    if x < STATE_LOW or x >= (np.int64(STATE_LOW) << 8):
-        return BAD_START
-    pos = start + STATE_BYTES
-    k = freq.shape[1]
-    base = o0
-    for r in range(r0, r1):
-        h = rect_h[r]
-        w = rect_w[r]
-        for y in range(h):
-            for xx in range(w):
-                vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours(out, base, w, y, xx)
-                row = row_of[model_base + context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww)]
-                if row < 0:
-                    return NO_ROW
-                slot = x & 0xFFF
-                s = 0
-                while s < k - 1 and slot >= cum[row, s + 1]:
-                    s += 1
-                x = np.int64(freq[row, s]) * (x >> 12) + slot - cum[row, s]
-                while x < STATE_LOW:
-                    if pos >= end:
-                        return TRUNCATED
-                    x = (x << 8) | np.int64(stream[pos])
-                    pos += 1
-                out[base + y * w + xx] = from_rank(s, vw, vn, vnw, vne)
-        base += h * w
-    if x != STATE_LOW:
-        return BAD_END
-    if pos != end:
-        return TRAILING
-    return OK
-
-
-@njit(cache=True, nogil=True)
-def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_of, model_base, freq, cum, out):  # type: ignore[no-untyped-def]
-    """Decode one sample's stream into ``out`` (uint8, exactly its stored pixels)."""
-    return decode_core(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_of,
-                        model_base, freq, cum, out, 0)
-
-
-@njit(cache=True, nogil=True)
-def pack_into(idx, n, bits, out, o):  # type: ignore[no-untyped-def]
-    """Pack ``idx[:n]`` as the §5 q-bit little-endian stream into ``out[o:o + ceil(n*bits/8)]``
-    (padding bits zero)."""
-    acc = np.int64(0)
-    have = 0
-    pos = o
-    for p in range(n):
-        acc |= np.int64(idx[p]) << have
-        have += bits
-        while have >= 8:
-            out[pos] = acc & 0xFF
-            acc >>= 8
-            have -= 8
-            pos += 1
-    if have > 0:
-        out[pos] = acc & 0xFF
-
-
-@njit(cache=True, nogil=True)
-def gather_palette(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-def]
-    """Palette lookup of ``idx[:n]`` into ``out[o:o + n*ch]`` (HWC, or CHW when planar)."""
-    ch = palette.shape[1]
-    if planar:
-        for c in range(ch):
-            b = o + c * n
-            for p in range(n):
-                out[b + p] = palette[idx[p], c]
-    elif ch == 3:
-        for p in range(n):
-            v = idx[p]
-            q = o + 3 * p
-            out[q] = palette[v, 0]
-            out[q + 1] = palette[v, 1]
-            out[q + 2] = palette[v, 2]
-    else:
-        for p in range(n):
-            v = idx[p]
-            for c in range(ch):
-                out[o + p * ch + c] = palette[v, c]
-
-
-@njit(cache=True, nogil=True)
-def ctx_decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, freq, cum, palette,
-                          out, planar):  # type: ignore[no-untyped-def]
-    """Decode one unmasked H x W sample straight to pixels in ``out`` (H*W*ch bytes)."""
-    rect_h = np.full(1, h, np.int64)
-    rect_w = np.full(1, w, np.int64)
-    idx = np.empty(h * w, np.uint8)
-    status = decode_core(stream, start, length, rect_h, rect_w, 0, 1, row_of, model_base, freq,
-                          cum, idx, 0)
-    if status == OK:
-        gather_palette(idx, h * w, palette, out, 0, planar)
-    return status
-
-
-@njit(cache=True, nogil=True)
-def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_of, freq,
-                         cum, bits, palettes, clusters, out, out_offsets, mode):  # type: ignore[no-untyped-def]
-    """Decode many unmasked samples in one call.
-
-    ``mode`` 0: write each sample's packed q-bit map (§5) at ``out[out_offsets[b]:]``;
-    1: pixels HWC; 2: pixels CHW (``palettes[clusters[b]]``). Returns ``-1`` or
-    ``b * 8 + status`` of the first sample that fails (decoding stops there)."""
-    n = starts.shape[0]
-    top = 0
-    for b in range(n):
-        top = max(top, heights[b] * widths[b])
-    idx = np.empty(top, np.uint8)
-    rect_h = np.empty(1, np.int64)
-    rect_w = np.empty(1, np.int64)
-    for b in range(n):
-        rect_h[0] = heights[b]
-        rect_w[0] = widths[b]
-        npx = heights[b] * widths[b]
-        status = decode_core(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_of,
-                              model_bases[b], freq, cum, idx, 0)
-        if status != OK:
-            return b * 8 + status
-        o = out_offsets[b]
-        if mode == 0:
-            pack_into(idx, npx, bits, out, o)
-        else:
-            gather_palette(idx, npx, palettes[clusters[b]], out, o, mode == 2)
-    return -1
-
