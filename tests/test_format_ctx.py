@@ -264,3 +264,38 @@ def test_info_reports_ctx_model_and_candidates(tmp_path: Path) -> None:
     assert r["encoding_costs"]["ctx"] == r["payload_bytes"] + c["model_bytes"]
     text = format_report(r)
     assert "ctx models" in text and "raw / zstd / ctx" in text
+
+
+@pytest.mark.parametrize("encoding", ["ctx", "zstd"])
+def test_packed_cache_gives_the_same_pixels(tmp_path: Path, encoding: str) -> None:
+    maps = smooth_maps(10, 4, seed=6, shapes=[(12, 10)] * 10)
+    path = tmp_path / "c.dcq"
+    write(path, maps, encoding=encoding)
+    with DCQFile(path) as plain, DCQFile(path) as cached:
+        assert cached.enable_cache() is cached
+        cache = cached._codec.cache  # noqa: SLF001 (looking inside on purpose)
+        assert cache is not None and not cache.filled.any()
+        np.testing.assert_array_equal(cached[3][0], plain[3][0])  # first read fills
+        assert cache.filled.tolist() == [i == 3 for i in range(10)]
+        idx = np.array([3, 1, 1, 7])
+        np.testing.assert_array_equal(cached.decode_batch(idx, "chw"), plain.decode_batch(idx, "chw"))
+        assert cache.filled.sum() == 3
+        data, offs = cached.packed_batch(idx)
+        ref, ref_offs = plain.packed_batch(idx)
+        np.testing.assert_array_equal(data, ref)
+        np.testing.assert_array_equal(offs, ref_offs)
+        cached.fill_cache(batch=4)
+        assert cache.filled.all() and cache.nbytes == sum((m.size * 2 + 7) // 8 for m in maps)
+        for i in range(10):  # now served from RAM, the payload untouched
+            np.testing.assert_array_equal(cached.index_map(i), maps[i])
+            np.testing.assert_array_equal(cached.packed(i), plain.packed(i))
+        clone = pickle.loads(pickle.dumps(cached))
+        assert not clone._codec.cache.filled.any()  # noqa: SLF001
+        np.testing.assert_array_equal(clone[5][0], plain[5][0])
+
+
+def test_cache_is_a_no_op_for_raw_files(tmp_path: Path) -> None:
+    write(tmp_path / "r.dcq", smooth_maps(3, 4), encoding="raw")
+    with DCQFile(tmp_path / "r.dcq") as f:
+        f.fill_cache()
+        assert f._codec.cache is None  # noqa: SLF001

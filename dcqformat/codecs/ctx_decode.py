@@ -90,7 +90,7 @@ def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True)
 def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base, above):  # type: ignore[no-untyped-def]
     """Decode one h x w rectangle into ``out[base:base + h*w]`` from ``stream[pos:end]`` with
-    coder state ``x``; ``above`` is int64 scratch of at least w entries.
+    coder state ``x``; ``above`` is uint16 scratch of at least w entries.
 
     Returns ``(x, pos, status)``: status OK, NO_ROW or TRUNCATED (``pos`` then may exceed end;
     no byte at or past ``end`` was read)."""
@@ -102,19 +102,20 @@ def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base
         rowp = U(base) + U(y) * uw
         fast = y >= 2 and w >= 4
         up = rowp - uw if y > 0 else rowp  # (only used when fast)
-        if fast:  # the context bits of the rows above, for columns 2..w-2
-            up2 = up - uw
+        if fast:  # the context bits of the rows above, for columns 2..w-2 (vectorisable)
+            r1 = out[up:up + uw]
+            r2 = out[up - uw:up]
             for xx in range(2, w - 1):
                 ux = U(xx)
-                q = up + ux
-                a = np.int64(out[q])
-                b = np.int64(out[q - U(1)])
-                c = np.int64(out[q + U(1)])
-                d = np.int64(out[q - U(2)])
-                e = np.int64(out[up2 + ux])
-                f = np.int64(out[up2 + ux + U(1)])
-                above[ux] = ((_eq(b, a) << 2) | (_eq(c, a) << 4) | (_eq(c, b) << 5)
-                             | (_eq(e, a) << 6) | (_eq(f, c) << 8) | (_eq(d, b) << 9))
+                a = r1[ux]
+                b = r1[ux - U(1)]
+                c = r1[ux + U(1)]
+                d = r1[ux - U(2)]
+                e = r2[ux]
+                f = r2[ux + U(1)]
+                above[ux] = ((np.uint16(b == a) << 2) | (np.uint16(c == a) << 4)
+                             | (np.uint16(c == b) << 5) | (np.uint16(e == a) << 6)
+                             | (np.uint16(f == c) << 8) | (np.uint16(d == b) << 9))
         xx = 0
         while xx < w:
             if fast and xx == 2:
@@ -125,7 +126,7 @@ def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base
                 for x2 in range(2, w - 1):
                     ux = U(x2)
                     vne = np.int64(out[up + ux + U(1)])
-                    ctx = (above[ux] | _eq(vn, vw) | (_eq(vnw, vw) << 1) | (_eq(vne, vw) << 3)
+                    ctx = (np.int64(above[ux]) | _eq(vn, vw) | (_eq(vnw, vw) << 1) | (_eq(vne, vw) << 3)
                            | (_eq(vww, vw) << 7))
                     row = np.int64(row_of[mb + U(ctx)])
                     if row < 0:
@@ -203,7 +204,7 @@ def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_of, model_base,
     top = 1
     for r in range(rect_w.shape[0]):
         top = max(top, rect_w[r])
-    above = np.empty(top, np.int64)
+    above = np.empty(top, np.uint16)
     return _decode_sample(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_of,
                           model_base, cum, k, out, 0, above)
 
@@ -258,7 +259,7 @@ def ctx_decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, cu
     rect_h = np.full(1, h, np.int64)
     rect_w = np.full(1, w, np.int64)
     idx = np.empty(h * w, np.uint8)
-    above = np.empty(max(w, 1), np.int64)
+    above = np.empty(max(w, 1), np.uint16)
     status = _decode_sample(stream, start, length, rect_h, rect_w, 0, 1, row_of, model_base, cum,
                             k, idx, 0, above)
     if status == OK:
@@ -281,7 +282,7 @@ def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_base
         top = max(top, heights[b] * widths[b])
         wide = max(wide, widths[b])
     idx = np.empty(top, np.uint8)
-    above = np.empty(wide, np.int64)
+    above = np.empty(wide, np.uint16)
     rect_h = np.empty(1, np.int64)
     rect_w = np.empty(1, np.int64)
     for b in range(n):

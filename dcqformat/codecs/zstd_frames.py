@@ -32,12 +32,13 @@ FRAME_STATUS_TEXT = {
     FRAME_TRAILING: "bytes follow the zstd frame (the stored bytes must be exactly one frame)",
 }
 
-__all__ = ["FRAME_OK", "FRAME_STATUS_TEXT", "check_frames", "frame_status_ref"]
+__all__ = ["FRAME_OK", "FRAME_STATUS_TEXT", "check_frames", "frame_status", "frame_status_ref"]
 
 
 @njit(cache=True, nogil=True)
-def _frame_status(data, start, length, expected):  # type: ignore[no-untyped-def]
-    """Status of ``data[start:start + length]`` as one frame of content size ``expected``."""
+def frame_status(data, start, length, expected):  # type: ignore[no-untyped-def]
+    """Status of ``data[start:start + length]`` as one frame of content size ``expected``
+    (the caller guarantees the range lies inside ``data``)."""
     end = start + length
     if length < 6:
         return NOT_A_FRAME if length < 4 or data[start] != 0x28 else FRAME_TRUNCATED
@@ -87,7 +88,7 @@ def _frames_kernel(data, starts, lengths, expected, status):  # type: ignore[no-
     """Fill ``status`` for every sample; returns the first sample not OK, or -1."""
     first = -1
     for b in range(starts.shape[0]):
-        status[b] = _frame_status(data, starts[b], lengths[b], expected[b])
+        status[b] = frame_status(data, starts[b], lengths[b], expected[b])
         if status[b] != FRAME_OK and first < 0:
             first = b
     return first

@@ -20,9 +20,11 @@ import zstandard
 
 from dcqformat.codecs.bitpack import pack_indices, unpack_indices
 from dcqformat.codecs.ctx import batch_status, status_error
-from dcqformat.codecs.zstd_frames import FRAME_STATUS_TEXT, check_frames
+from dcqformat.codecs.palette import decode_many_kernel
+from dcqformat.codecs.zstd_frames import FRAME_OK, FRAME_STATUS_TEXT, check_frames, frame_status
 from dcqformat.errors import PayloadError
 from dcqformat.format import ctx as C
+from dcqformat.format.cache import PackedCache, take
 from dcqformat.format.validate import FileMetadata
 
 __all__ = ["PayloadDecoder"]
@@ -49,7 +51,17 @@ class PayloadDecoder:
         self.masks = meta.masks
         self.ctx: C.CtxSection | None = meta.ctx
         self.model_ids = None if self.ctx is None else self.ctx.model_ids(self.clusters)
+        self.palettes = meta.palettes
+        self.palette_size = meta.palette_size
+        self.cache: PackedCache | None = None  # opt-in (enable_cache)
         self._dctx: zstandard.ZstdDecompressor | None = None
+
+    def enable_cache(self) -> PackedCache | None:
+        """Keep every decoded packed map in RAM from now on (no-op for ``raw``: its bytes are
+        the packed maps already); returns the cache."""
+        if self.cache is None and self.encoding != "raw":
+            self.cache = PackedCache(self.packed_sizes)
+        return self.cache
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -76,9 +88,9 @@ class PayloadDecoder:
 
     def _zstd_packed(self, payload: np.ndarray, i: int) -> np.ndarray:
         expected = int(self.packed_sizes[i])
-        b, status = check_frames(payload, self.offsets[i:i + 1], self.lengths[i:i + 1],
-                                 self.packed_sizes[i:i + 1])
-        if b >= 0:
+        # offset + length were checked against the payload at open
+        status = frame_status(payload, self.offsets[i], self.lengths[i], expected)
+        if status != FRAME_OK:
             raise PayloadError(f"{self.where}: sample {i}: {FRAME_STATUS_TEXT[status]}")
         try:
             raw = self._decompressor().decompress(self._stored(payload, i).data)
@@ -89,28 +101,40 @@ class PayloadDecoder:
                 f"{self.where}: sample {i}: zstd frame decoded to {len(raw)} bytes, expected {expected}")
         return np.frombuffer(raw, dtype=np.uint8)
 
+    def _ctx_indices(self, payload: np.ndarray, i: int) -> np.ndarray:
+        assert self.ctx is not None and self.model_ids is not None
+        return C.sample_indices(self.ctx, self._stored(payload, i), i, int(self.model_ids[i]),
+                                self.rects(i), self.where)
+
     def indices(self, payload: np.ndarray, i: int) -> np.ndarray:
         """Sample ``i``'s stored indices (uint8 [stored pixels]): raster order, or §13 patch
         order in a masked file."""
-        if self.encoding == C.ENCODING:
-            assert self.ctx is not None and self.model_ids is not None
-            return C.sample_indices(self.ctx, self._stored(payload, i), i, int(self.model_ids[i]),
-                                    self.rects(i), self.where)
+        if self.encoding == C.ENCODING and self.cache is None:
+            return self._ctx_indices(payload, i)
         return unpack_indices(self.packed(payload, i), int(self.stored_pixels[i]), self.bits)
 
     def packed(self, payload: np.ndarray, i: int) -> np.ndarray:
-        """Sample ``i``'s packed q-bit map of its stored pixels (§5): a view for ``raw``."""
+        """Sample ``i``'s packed q-bit map of its stored pixels (§5): a view for ``raw``, from
+        (and into) the cache when one is enabled."""
         if self.encoding == "raw":
             return self._stored(payload, i)
+        if self.cache is not None:
+            hit = self.cache.get(i)
+            if hit is not None:
+                return hit
         if self.encoding == "zstd":
-            return self._zstd_packed(payload, i)
-        return pack_indices(self.indices(payload, i), self.bits)
+            packed = self._zstd_packed(payload, i)
+        else:
+            packed = pack_indices(self._ctx_indices(payload, i), self.bits)
+        if self.cache is not None:
+            self.cache.put(i, packed)
+        return packed
 
     def pixels(self, payload: np.ndarray, i: int, palette: np.ndarray, out: np.ndarray,
                planar: bool) -> bool:
         """Decode an unmasked ctx sample straight to pixels (one kernel call); False when the
         file is not such a file (the caller then decodes from :meth:`packed`)."""
-        if self.encoding != C.ENCODING or self.masks is not None:
+        if self.encoding != C.ENCODING or self.masks is not None or self.cache is not None:
             return False
         assert self.ctx is not None and self.model_ids is not None
         C.decode_sample_pixels(self.ctx, payload, int(self.offsets[i]), int(self.lengths[i]),
@@ -161,25 +185,57 @@ class PayloadDecoder:
             raise status_error(f"{self.where}: sample {int(idx[b])}", status)
         return out, offsets
 
-    def packed_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """The packed maps of samples ``idx`` in one buffer: ``(data, offsets [B + 1])``."""
+    def _uncached_batch(self, payload: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.encoding == "raw":
+            return take(payload, self.offsets[idx], self.lengths[idx])
         if self.encoding == "zstd":
             return self._zstd_batch(payload, idx)
-        if self.encoding == C.ENCODING and self.masks is None:
-            return self._ctx_batch(payload, idx, palettes, MODE_PACKED, self.packed_sizes[idx])
+        if self.masks is None:
+            return self._ctx_batch(payload, idx, self.palettes, MODE_PACKED, self.packed_sizes[idx])
         parts: Sequence[np.ndarray] = [self.packed(payload, int(j)) for j in idx]
         offsets = np.zeros(idx.size + 1, dtype=np.int64)
         np.cumsum([p.size for p in parts], out=offsets[1:])
         return (np.concatenate(parts) if parts else np.empty(0, np.uint8)), offsets
 
-    def pixels_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray,
-                     channels: int, planar: bool) -> np.ndarray | None:
-        """Pixels of unmasked ctx samples ``idx`` in one flat buffer (sample after sample,
-        H×W×ch each, HWC or CHW), one kernel call; None for other files."""
-        if self.encoding != C.ENCODING or self.masks is not None:
-            return None
-        sizes = self.heights[idx] * self.widths[idx] * channels
-        out, _ = self._ctx_batch(payload, idx, palettes, MODE_CHW if planar else MODE_HWC, sizes)
-        return out
+    def packed_batch(self, payload: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The packed maps of samples ``idx`` in one buffer: ``(data, offsets [B + 1])``; one
+        compiled call per step (a masked ctx file decodes sample by sample)."""
+        cache = self.cache
+        if cache is None:
+            return self._uncached_batch(payload, idx)
+        todo = cache.missing(idx)
+        if todo.size:
+            data, offsets = self._uncached_batch(payload, todo)
+            cache.put_batch(todo, data, offsets)
+        return take(cache.data, cache.offsets[idx], self.packed_sizes[idx])
 
+    def pixels_batch(self, payload: np.ndarray, idx: np.ndarray, channels: int, planar: bool,
+                     out_offsets: np.ndarray, total: int) -> np.ndarray:
+        """Pixels of the unmasked samples ``idx`` in one flat buffer of ``total`` bytes (sample
+        b at ``out_offsets[b]``, H×W×ch, HWC or CHW): one ctx kernel call, or the packed maps
+        (the payload itself for raw, the cache, or one batch decode) through one palette
+        kernel call."""
+        if self.encoding == C.ENCODING and self.cache is None:
+            sizes = self.heights[idx] * self.widths[idx] * channels
+            out, _ = self._ctx_batch(payload, idx, self.palettes, MODE_CHW if planar else MODE_HWC,
+                                     sizes)
+            return out
+        if self.encoding == "raw":
+            data, starts = payload, self.offsets[idx]
+        elif self.cache is not None:
+            todo = self.cache.missing(idx)
+            if todo.size:
+                packed, offsets = self._uncached_batch(payload, todo)
+                self.cache.put_batch(todo, packed, offsets)
+            data, starts = self.cache.data, self.cache.offsets[idx]
+        else:
+            data, offsets = self._uncached_batch(payload, idx)
+            starts = offsets[:-1]
+        flat = np.empty(total, dtype=np.uint8)
+        bad = decode_many_kernel(data, starts, self.stored_pixels[idx], self.clusters[idx],
+                                 self.palettes, self.bits, flat, out_offsets, planar)
+        if bad >= 0:
+            raise PayloadError(
+                f"{self.where}: sample {int(idx[bad])} holds a palette index >= palette_size "
+                f"{self.palette_size} (payload bytes at offset {int(self.offsets[idx[bad]])})")
+        return flat

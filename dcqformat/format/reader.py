@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
+from dcqformat.codecs.palette import decode_into, decode_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import masks as _masks
 from dcqformat.format.payload import PayloadDecoder
@@ -271,16 +271,22 @@ class DCQFile:
         ``data[offsets[b]:offsets[b + 1]]``. A zstd or ctx batch is decoded in one compiled
         call (no per-sample Python work)."""
         idx = self._indices(indices)
-        payload = self._batch_payload(idx)
-        if self._meta.payload_encoding == "raw":
-            starts, lengths = self._offsets[idx], self._lengths[idx]
-            offsets = np.zeros(idx.size + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            data = np.empty(int(offsets[-1]), dtype=np.uint8)
-            for s, n, o in zip(starts.tolist(), lengths.tolist(), offsets[:-1].tolist(), strict=True):
-                data[o:o + n] = payload[s:s + n]
-            return data, offsets
-        return self._codec.packed_batch(payload, idx, self._meta.palettes)
+        return self._codec.packed_batch(self._batch_payload(idx), idx)
+
+    def enable_cache(self) -> DCQFile:
+        """Keep every sample's decoded packed map in RAM (q bits per pixel, at most the raw
+        payload's size) so that reading it again decodes at ``raw`` speed: for zstd and ctx
+        files, whose first read must entropy-decode. No-op for raw files. Returns self."""
+        self._codec.enable_cache()
+        return self
+
+    def fill_cache(self, batch: int = 4096) -> DCQFile:
+        """:meth:`enable_cache` and decode every sample into it now, ``batch`` at a time (do it
+        before forking DataLoader workers: they then share the filled cache)."""
+        if self._codec.enable_cache() is not None:
+            for start in range(0, len(self), batch):
+                self.packed_batch(np.arange(start, min(start + batch, len(self))))
+        return self
 
     def stored_pixels(self, i: int) -> int:
         """How many pixels sample ``i``'s payload holds: H*W, or its kept pixels under patch
@@ -323,19 +329,8 @@ class DCQFile:
         sizes = n_pix * c
         out_offsets = np.zeros(idx.size, dtype=np.int64)
         np.cumsum(sizes[:-1], out=out_offsets[1:])
-        payload = self._batch_payload(idx)
-        flat = self._codec.pixels_batch(payload, idx, m.palettes, c, planar)
-        if flat is None:
-            if m.payload_encoding == "raw":
-                data, starts = payload, self._offsets[idx]
-            else:
-                data, packed_offsets = self._codec.packed_batch(payload, idx, m.palettes)
-                starts = packed_offsets[:-1]
-            flat = np.empty(int(sizes.sum()), dtype=np.uint8)
-            bad = decode_many_kernel(data, starts, n_pix, self._clusters[idx], m.palettes, m.bits,
-                                      flat, out_offsets, planar)
-            if bad >= 0:
-                raise self._bad_index_error(int(idx[bad]))
+        flat = self._codec.pixels_batch(self._batch_payload(idx), idx, c, planar, out_offsets,
+                                        int(sizes.sum()))
         if uniform:
             h, w = int(hs[0]), int(ws[0])
             return flat.reshape((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w))
