@@ -9,8 +9,12 @@ WW per pixel, with W, WW, N, NW kept in registers (one load per pixel). Indices 
 ``uint64``: Numba then emits no negative-index wrap-around code, which made the signed version
 2-4x slower. The coder state and the byte position are checked exactly as in the spec; a hostile
 stream or model only produces a status code (see :mod:`dcqformat.codecs.ctx_rans`): every read
-is inside the rectangle's decoded pixels, ``row_of`` (the caller checks the model id), ``cum``
-(rows exist for every key ``row_of`` holds) or ``stream[start:start + length]``.
+is inside the rectangle's decoded pixels, ``row_start`` (the caller checks the model id),
+``cum`` (every offset ``row_start`` holds starts a stored row) or ``stream[start:start + length]``.
+
+On the interior path the W bits of the next pixel's context are carried over: after symbol 0
+the next pixel's W and WW are both this pixel's W, so [N=W] and [NW=W] follow from this pixel's
+[NE=W] and [N=W] and [WW=W] is 1; only [NE=W] is compared anew.
 
 ``cum`` is the model's flat int32 table ``[R * (K + 1)]`` of cumulative frequencies.
 """
@@ -88,13 +92,14 @@ def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base, above):  # type: ignore[no-untyped-def]
+def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, base, above):  # type: ignore[no-untyped-def]
     """Decode one h x w rectangle into ``out[base:base + h*w]`` from ``stream[pos:end]`` with
-    coder state ``x``; ``above`` is uint16 scratch of at least w entries.
+    coder state ``x``; ``row_start`` maps model_base + context to the row's offset in ``cum``
+    (-1: not stored, :attr:`CtxModel.row_start`); ``above`` is uint16 scratch of at least w
+    entries.
 
     Returns ``(x, pos, status)``: status OK, NO_ROW or TRUNCATED (``pos`` then may exceed end;
     no byte at or past ``end`` was read)."""
-    stride = U(k + 1)
     uw = U(w)
     mb = U(model_base)
     low = np.int64(STATE_LOW)
@@ -120,18 +125,19 @@ def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base
         while xx < w:
             if fast and xx == 2:
                 vw = np.int64(out[rowp + U(1)])
-                vww = np.int64(out[rowp])
                 vnw = np.int64(out[up + U(1)])
                 vn = np.int64(out[up + U(2)])
+                # the W bits of the context ([N=W], [NW=W], [NE=W] << 3, [WW=W] << 7) but [NE=W]
+                wb = (_eq(vn, vw) | (_eq(vnw, vw) << 1)
+                      | (_eq(np.int64(out[rowp]), vw) << 7))
                 for x2 in range(2, w - 1):
                     ux = U(x2)
                     vne = np.int64(out[up + ux + U(1)])
-                    ctx = (np.int64(above[ux]) | _eq(vn, vw) | (_eq(vnw, vw) << 1) | (_eq(vne, vw) << 3)
-                           | (_eq(vww, vw) << 7))
-                    row = np.int64(row_of[mb + U(ctx)])
+                    wb |= _eq(vne, vw) << 3
+                    row = np.int64(row_start[mb + U(np.int64(above[ux]) | wb)])
                     if row < 0:
                         return x, pos, NO_ROW
-                    s, x = _symbol(x, U(row) * stride, cum, k)
+                    s, x = _symbol(x, U(row), cum, k)
                     if x < low:  # at most twice
                         if pos >= end:
                             return x, pos, TRUNCATED
@@ -142,22 +148,24 @@ def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base
                                 return x, pos, TRUNCATED
                             x = (x << 8) | np.int64(stream[pos])
                             pos += U(1)
-                    v = vw
-                    if s != 0:
+                    if s == 0:  # the next pixel's W and WW are both this W: reuse two bits
+                        out[rowp + ux] = vw
+                        wb = ((wb >> 3) & 1) | ((wb & 1) << 1) | 128
+                    else:
                         v = from_rank(s, vw, vn, vnw, vne)
-                    out[rowp + ux] = v
-                    vww = vw
-                    vw = v
+                        out[rowp + ux] = v
+                        wb = _eq(vne, v) | (_eq(vn, v) << 1) | (_eq(vw, v) << 7)
+                        vw = v
                     vnw = vn
                     vn = vne
                 xx = w - 1
                 continue
             p = rowp + U(xx)
             vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours_u(out, p, uw, y, xx)
-            row = np.int64(row_of[mb + U(context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww))])
+            row = np.int64(row_start[mb + U(context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww))])
             if row < 0:
                 return x, pos, NO_ROW
-            s, x = _symbol(x, U(row) * stride, cum, k)
+            s, x = _symbol(x, U(row), cum, k)
             while x < low:
                 if pos >= end:
                     return x, pos, TRUNCATED
@@ -169,7 +177,7 @@ def decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out, base
 
 
 @njit(cache=True, nogil=True)
-def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_base, cum, k,
+def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_start, model_base, cum, k,
                    out, o0, above):  # type: ignore[no-untyped-def]
     """Decode the stream ``stream[start:start + length]`` of rectangles r0..r1-1 into
     ``out[o0:]`` (one uint8 index per pixel). Returns a status code."""
@@ -186,8 +194,8 @@ def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_
     for r in range(r0, r1):
         h = rect_h[r]
         w = rect_w[r]
-        x, pos, status = decode_rect(stream, pos, end, x, h, w, row_of, model_base, cum, k, out,
-                                     base, above)
+        x, pos, status = decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k,
+                                     out, base, above)
         if status != OK:
             return status
         base += h * w
@@ -199,13 +207,13 @@ def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_of, model_
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_of, model_base, cum, k, out):  # type: ignore[no-untyped-def]
+def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_start, model_base, cum, k, out):  # type: ignore[no-untyped-def]
     """Decode one sample's stream into ``out`` (uint8, exactly its stored pixels)."""
     top = 1
     for r in range(rect_w.shape[0]):
         top = max(top, rect_w[r])
     above = np.empty(top, np.uint16)
-    return _decode_sample(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_of,
+    return _decode_sample(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_start,
                           model_base, cum, k, out, 0, above)
 
 
@@ -253,14 +261,14 @@ def gather_palette(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, cum, k, palette,
+def ctx_decode_pixels_kernel(stream, start, length, h, w, row_start, model_base, cum, k, palette,
                              out, planar):  # type: ignore[no-untyped-def]
     """Decode one unmasked H x W sample straight to pixels in ``out`` (H*W*ch bytes)."""
     rect_h = np.full(1, h, np.int64)
     rect_w = np.full(1, w, np.int64)
     idx = np.empty(h * w, np.uint8)
     above = np.empty(max(w, 1), np.uint16)
-    status = _decode_sample(stream, start, length, rect_h, rect_w, 0, 1, row_of, model_base, cum,
+    status = _decode_sample(stream, start, length, rect_h, rect_w, 0, 1, row_start, model_base, cum,
                             k, idx, 0, above)
     if status == OK:
         gather_palette(idx, h * w, palette, out, 0, planar)
@@ -268,7 +276,7 @@ def ctx_decode_pixels_kernel(stream, start, length, h, w, row_of, model_base, cu
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_of, cum, k,
+def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_start, cum, k,
                             bits, palettes, clusters, out, out_offsets, mode):  # type: ignore[no-untyped-def]
     """Decode many unmasked samples in one call.
 
@@ -289,7 +297,7 @@ def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_base
         rect_h[0] = heights[b]
         rect_w[0] = widths[b]
         npx = heights[b] * widths[b]
-        status = _decode_sample(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_of,
+        status = _decode_sample(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_start,
                                 model_bases[b], cum, k, idx, 0, above)
         if status != OK:
             return b * 8 + status

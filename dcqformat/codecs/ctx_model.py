@@ -122,7 +122,7 @@ class CtxModel:
     ``rows`` (<u4 [R]) and ``stored_freq`` (<u2 [R*K]) are what the file stores;
     ``row_of[model * 1024 + context]`` is the row of that context or -1 (not stored); ``freq``
     and ``cum`` (int32 [R, K] and [R, K + 1]; ``cum_flat`` the same, 1-D) are the kernels'
-    tables."""
+    tables; ``row_start[model * 1024 + context]`` is that row's offset in ``cum_flat`` or -1."""
 
     num_models: int
     k: int
@@ -132,9 +132,12 @@ class CtxModel:
     freq: np.ndarray = field(repr=False)
     cum: np.ndarray = field(repr=False)
     cum_flat: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int32))
+    row_start: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int32))
 
     def __post_init__(self) -> None:
         self.cum_flat = np.ascontiguousarray(self.cum.reshape(-1))
+        # Where each (model, context) row starts in cum_flat, -1 when not stored (decoders).
+        self.row_start = np.where(self.row_of < 0, -1, self.row_of * (self.k + 1)).astype(np.int32)
 
     @classmethod
     def from_arrays(cls, num_models: int, k: int, rows: np.ndarray, freq: np.ndarray) -> CtxModel:

@@ -20,6 +20,9 @@ import zstandard
 
 from dcqformat.codecs.bitpack import pack_indices, unpack_indices
 from dcqformat.codecs.ctx import batch_status, status_error
+from dcqformat.codecs.ctx_context import NUM_CONTEXTS
+from dcqformat.codecs.ctx_decode import ctx_decode_pixels_kernel
+from dcqformat.codecs.ctx_rans import OK
 from dcqformat.codecs.palette import decode_many_kernel
 from dcqformat.codecs.zstd_frames import FRAME_OK, FRAME_STATUS_TEXT, check_frames, frame_status
 from dcqformat.errors import PayloadError
@@ -51,6 +54,7 @@ class PayloadDecoder:
         self.masks = meta.masks
         self.ctx: C.CtxSection | None = meta.ctx
         self.model_ids = None if self.ctx is None else self.ctx.model_ids(self.clusters)
+        self.model_bases = None if self.model_ids is None else self.model_ids * NUM_CONTEXTS
         self.palettes = meta.palettes
         self.palette_size = meta.palette_size
         self.cache: PackedCache | None = None  # opt-in (enable_cache)
@@ -136,10 +140,14 @@ class PayloadDecoder:
         file is not such a file (the caller then decodes from :meth:`packed`)."""
         if self.encoding != C.ENCODING or self.masks is not None or self.cache is not None:
             return False
-        assert self.ctx is not None and self.model_ids is not None
-        C.decode_sample_pixels(self.ctx, payload, int(self.offsets[i]), int(self.lengths[i]),
-                               int(self.heights[i]), int(self.widths[i]), int(self.model_ids[i]),
-                               palette, out.reshape(-1), planar, f"{self.where}: sample {i}")
+        assert self.ctx is not None and self.model_bases is not None
+        model = self.ctx.model  # one kernel call, no Python in between (the hot path)
+        status = ctx_decode_pixels_kernel(payload, self.offsets[i], self.lengths[i], self.heights[i],
+                                          self.widths[i], model.row_start, self.model_bases[i],
+                                          model.cum_flat, model.k, palette,
+                                          out if out.ndim == 1 else out.reshape(-1), planar)
+        if status != OK:
+            raise status_error(f"{self.where}: sample {i}", status)
         return True
 
     # -- batches ------------------------------------------------------------------------
