@@ -40,9 +40,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from dcqformat.codecs.bitpack import unpack_indices
-from dcqformat.codecs.palette import decode_into
-from dcqformat.errors import InvalidArgumentError, PayloadError
-from dcqformat.format.masks import decode_sample as decode_masked
+from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.sampler import DCQSampler
 
@@ -307,38 +305,20 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         """Decode sample ``index`` through ``palette`` (uint8 ``[K, channels]``) instead of its
         stored cluster palette; returns a new uint8 array (``"chw"`` or ``"hwc"``)."""
         k, j = self.locate(index)
-        return self._decode_packed(self._files[k], j, palette, layout)
+        return self._decode_through(self._files[k], j, palette, layout)
 
-    def _decode_packed(self, f: DCQFile, j: int, palette: np.ndarray | torch.Tensor,
-                       layout: str, packed: np.ndarray | None = None) -> np.ndarray:
-        if layout not in ("chw", "hwc"):
-            raise InvalidArgumentError(f"layout must be 'chw' or 'hwc', got {layout!r}")
+    @staticmethod
+    def _decode_through(f: DCQFile, j: int, palette: np.ndarray | torch.Tensor, layout: str) -> np.ndarray:
         pal = palette.numpy() if isinstance(palette, torch.Tensor) else np.asarray(palette)
-        pal = np.ascontiguousarray(pal, dtype=np.uint8)
         h, w, c = f.shape(j)
-        if pal.ndim != 2 or pal.shape[1] != c:
-            raise InvalidArgumentError(
-                f"palette must be uint8 [K, {c}] for {str(f.path)!r}, got shape {pal.shape}")
         out = np.empty((c, h, w) if layout == "chw" else (h, w, c), dtype=np.uint8)
-        if packed is None:
-            packed = f._packed_bytes(j)
-        if f.patch_size is not None:  # patch masks: kept pixels in patch order, fills (spec §13)
-            assert f._masks is not None
-            decode_masked(f._masks, j, packed, f.bits, h, w, pal, out, layout == "chw", f.fill, str(f.path))
-            return out
-        bad = decode_into(packed, f.bits, h * w, pal, out, layout == "chw")
-        if bad:
-            raise PayloadError(
-                f"{f.path}: sample {j} holds {bad} palette index(es) >= the palette's {pal.shape[0]} colours")
-        return out
+        return f.decode_into(j, out, layout=layout, palette=pal)
 
     def _decode_with_palette(self, f: DCQFile, j: int, layout: str) -> np.ndarray:
         assert self.palette_transform is not None
         palette = torch.from_numpy(f.palettes[int(f.clusters[j])].copy())
-        packed = f._packed_bytes(j)
         if getattr(self.palette_transform, "needs_counts", False):
-            h, w, _ = f.shape(j)
-            hist = np.bincount(unpack_indices(packed, int(f._stored_pixels[j]), f.bits),
+            hist = np.bincount(unpack_indices(f.packed(j), f.stored_pixels(j), f.bits),
                                minlength=f.palette_size)
             counts = torch.from_numpy(hist[: f.palette_size].astype(np.int64))
             new = self.palette_transform(palette, counts=counts)
@@ -348,7 +328,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             what = f"{new.dtype} {tuple(new.shape)}" if isinstance(new, torch.Tensor) else type(new).__name__
             raise InvalidArgumentError(
                 f"palette_transform must return a uint8 tensor {tuple(palette.shape)}, got {what}")
-        return self._decode_packed(f, j, new, layout, packed)
+        return self._decode_through(f, j, new, layout)
 
     # -- batched path ----------------------------------------------------------------------
     def __getitems__(self, indices: Sequence[int]) -> DCQBatch:
