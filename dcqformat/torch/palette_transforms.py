@@ -222,7 +222,7 @@ def _contrast_rows(palettes: torch.Tensor, params: Sequence[float | None], cente
     idx = torch.as_tensor(rows, dtype=torch.int64).to(palettes.device)
     sub_counts = None if counts is None else counts[idx]
     out = palettes.clone()
-    out[idx] = PB.batch_contrast(palettes[idx], [params[b] for b in rows], center, sub_counts)
+    out[idx] = PB.batch_contrast(palettes[idx], [f for f in params if f is not None], center, sub_counts)
     return out
 
 
