@@ -86,6 +86,10 @@ def test_packed_bytes_are_the_stored_ones(files: dict[str, Path], name: str) -> 
     assert len(items) == 1 and isinstance(items[0], PackedBatch)
     nbytes = batch.nbytes()
     assert nbytes["data"] == sum(f.packed(i).size for i in [5, 2, len(f) - 1])
+    moved = nbytes["data"] + 3 * 8 + 3 * 8 + batch.palettes.numel()  # + labels, palette ids, table
+    if name == "masked":
+        moved += batch.keep.numel() + batch.fills.numel()
+    assert nbytes["device"] == moved and nbytes["total"] > moved
 
 
 @pytest.mark.parametrize("collate", [None, DCQDataset.collate])

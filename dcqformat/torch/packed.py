@@ -104,13 +104,19 @@ class PackedBatch:
         return int(self.palettes.shape[1])
 
     def nbytes(self) -> dict[str, int]:
-        """Bytes of the batch's tensors: ``{"data": ..., "other": ...}`` (what crosses to a
-        device is ``data`` plus the part of ``other`` the expansion copies)."""
-        sizes = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        tensors = {k: v for k, v in sizes.items() if isinstance(v, torch.Tensor)}
-        data = int(self.data.numel() * self.data.element_size())
-        other = sum(int(t.numel() * t.element_size()) for k, t in tensors.items() if k != "data")
-        return {"data": data, "other": other}
+        """Bytes of the batch: ``"data"`` (the packed indices), ``"device"`` (everything
+        :func:`~dcqformat.torch.expand` copies to the device: data, labels, palette ids, the
+        palette table and, with patch masks, keep masks and fills) and ``"total"`` (every
+        tensor, the host-side layout included)."""
+        def size(t: torch.Tensor) -> int:
+            return int(t.numel() * t.element_size())
+
+        tensors = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        moved = [self.data, self.labels, self.palette_ids, self.palettes]
+        if self.patch_size is not None:
+            moved += [self.keep, self.fills]
+        return {"data": size(self.data), "device": sum(size(t) for t in moved),
+                "total": sum(size(t) for t in tensors if isinstance(t, torch.Tensor))}
 
     # -- moving --------------------------------------------------------------------------------
     def pin_memory(self, device: Any = None) -> PackedBatch:
