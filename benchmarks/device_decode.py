@@ -136,6 +136,7 @@ def section_loader(files: dict[str, Path], dev: torch.device, workers: int, seco
              "| data | decoded batches → device | packed + expand uint8 | × | packed + expand float32 normalised "
              "| × | H→D bytes/img decoded | packed |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     target = dev
+    loads = []
     for name, path in files.items():
         loaders = {
             "decoded": (decoded_loader(path, BATCH, workers, pin), consume_decoded(target)),
@@ -148,9 +149,10 @@ def section_loader(files: dict[str, Path], dev: torch.device, workers: int, seco
         lines.append(f"| {name} | {r['decoded']:,.0f} | {r['packed']:,.0f} | {r['packed'] / r['decoded']:.2f}× | "
                      f"{r['packed_f32']:,.0f} | {r['packed_f32'] / r['decoded']:.2f}× | {b['decoded']:,.0f} | "
                      f"{b['packed_device']:,.0f} |")
-        lines.append(f"<!-- load average after {name}: {load_average()} -->")
+        loads.append(f"{name}: {load_average()}")
     return lines + ["", "Median of 3 rounds of whole epochs >= "
-                    f"{seconds} s, the three loaders interleaved; CUDA synchronised at each epoch's end.", ""]
+                    f"{seconds} s, the three loaders interleaved; CUDA synchronised at each epoch's end. "
+                    f"Load average after each row: {'; '.join(loads)}.", ""]
 
 
 def compare(a: Path, b: Path) -> list[str]:
@@ -239,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(dev) if cuda else platform.processor() or "CPU"
     lines = [f"# benchmarks/device_decode.py — {time.strftime('%Y-%m-%d %H:%M')}", "",
              f"Device {dev} ({name}); {os.cpu_count()} CPUs; torch {torch.__version__}; Python "
-             f"{platform.python_version()}; load average at the start {load_average()}.", ""]
+             f"{platform.python_version()}; load average at the start {load_average()}.",
+             f"Command: `python benchmarks/device_decode.py {' '.join(sys.argv[1:] if argv is None else argv)}`.", ""]
     with tempfile.TemporaryDirectory(prefix="dcq-device-") as tmp:
         work = Path(tmp)
         files: dict[tuple[int, int], Path] = {}

@@ -36,7 +36,7 @@ to 2**q entries so no gather can leave it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,8 +74,8 @@ def _check_output(dtype: torch.dtype, normalize: Any, channels: int) -> tuple[li
         raise InvalidArgumentError("normalize needs a floating dtype, e.g. dtype=torch.float32")
     try:
         mean, std = normalize
-        means = [float(v) for v in (mean if isinstance(mean, Sequence) else [mean])]
-        stds = [float(v) for v in (std if isinstance(std, Sequence) else [std])]
+        means = np.asarray(mean, dtype=np.float64).reshape(-1).tolist()
+        stds = np.asarray(std, dtype=np.float64).reshape(-1).tolist()
     except (TypeError, ValueError):
         raise InvalidArgumentError(f"normalize must be (mean, std), got {normalize!r}") from None
     means, stds = (v * channels if len(v) == 1 else v for v in (means, stds))
