@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             lines += ["", f"Load average after this table: {load_average()}.", ""]
             expansion[name] = expansion_rows(path, args.batch)
         lines += ["**Main process only, µs per image (batch of 256, 1 thread each, median of 5 rounds)**", "",
-                  "| file | Numba decode_batch | DCQDataset.pack (the worker's work) | torch expand on CPU | expand / Numba |",
+                  "| file | Numba decode_batch (zstd decompression included) | DCQDataset.pack (the worker's work: the zstd decompression) | torch expand on CPU (from the packed batch) | expand / Numba |",
                   "|---|---:|---:|---:|---:|"]
         for name, r in expansion.items():
             lines.append(f"| {name} | {r['numba']:.2f} | {r['pack']:.2f} | {r['expand']:.2f} | "
