@@ -49,6 +49,10 @@ class WriteError(DcqError):
     """A writer was used out of order (sample after close, missing palettes, ...)."""
 
 
+class RankFailedError(DcqError):
+    """Another rank of a torch.distributed job failed; this rank stopped at the next check."""
+
+
 __all__ = [
     "DcqError",
     "NotADcqFileError",
@@ -60,4 +64,5 @@ __all__ = [
     "InputImageError",
     "InvalidArgumentError",
     "WriteError",
+    "RankFailedError",
 ]
