@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.emoji64_dcq.exists():
             args.emoji64_dcq.parent.mkdir(parents=True, exist_ok=True)
             convert(SHARED_DATA / "emoji64", args.emoji64_dcq, "cpu")
-        files = {"emoji64 (64 px, dcqformat convert q=2)": args.emoji64_dcq,
-                 f"photo224 (224 px, {args.count224} photo crops, q=2)":
+        files = {"emoji64 (64 px, dcqformat convert q=2, zstd)": args.emoji64_dcq,
+                 f"photo224 (224 px, {args.count224} photo crops, q=2, raw)":
                      photo_dcq(Path(tmp) / "p224.dcq", photo_images(224, args.count224), 2)}
         lines = [f"# benchmarks/loader_packed.py — {started}", "",
                  f"Command: `python benchmarks/loader_packed.py --workers {args.workers} --batch {args.batch} "
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             lines += ["", f"Load average after this table: {load_average()}.", ""]
             expansion[name] = expansion_rows(path, args.batch)
         lines += ["**Main process only, µs per image (batch of 256, 1 thread each, median of 5 rounds)**", "",
-                  "| file | Numba decode_batch (zstd decompression included) | DCQDataset.pack (the worker's work: the zstd decompression) | torch expand on CPU (from the packed batch) | expand / Numba |",
+                  "| file | Numba decode_batch (zstd decompression included where the file is zstd) | DCQDataset.pack (the worker's work: a memcpy, or the zstd decompression) | torch expand on CPU (from the packed batch) | expand / Numba |",
                   "|---|---:|---:|---:|---:|"]
         for name, r in expansion.items():
             lines.append(f"| {name} | {r['numba']:.2f} | {r['pack']:.2f} | {r['expand']:.2f} | "
