@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dcqformat.encode.resize import resize_aa
 from dcqformat.errors import InvalidArgumentError
 
 __all__ = [
@@ -184,10 +185,9 @@ class TaskModel:
             return b.device
         return torch.device("cpu")
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float ``[B, C, H, W]`` -> normalised model input at ``input_size``."""
-        x = images.to(self.device)
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    def _to_float(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 or float ``[B, C, H, W]`` -> [0, 1] float with the model's channel count."""
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()  # one float copy
         c = x.shape[1]
         if c != self.in_channels:
             if c == 1:
@@ -197,10 +197,15 @@ class TaskModel:
                 x = (x * w).sum(1, keepdim=True)
             else:
                 raise InvalidArgumentError(f"model takes {self.in_channels} channels, got {c}")
+        return x
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float ``[B, C, H, W]`` -> normalised model input at ``input_size``."""
+        x = images.to(self.device)
         if tuple(x.shape[-2:]) != tuple(self.input_size):
-            x = F.interpolate(
-                x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
-            )
+            x = resize_aa(x, (int(self.input_size[0]), int(self.input_size[1])), self._to_float)
+        else:
+            x = self._to_float(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
