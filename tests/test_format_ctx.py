@@ -299,3 +299,16 @@ def test_cache_is_a_no_op_for_raw_files(tmp_path: Path) -> None:
     with DCQFile(tmp_path / "r.dcq") as f:
         f.fill_cache()
         assert f._codec.cache is None  # noqa: SLF001
+
+
+def test_dataset_cache_decoded(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from dcqformat.torch import DCQDataset
+    maps = smooth_maps(6, 4, seed=8, shapes=[(8, 9)] * 6)
+    write(tmp_path / "d.dcq", maps)
+    plain = DCQDataset(tmp_path / "d.dcq")
+    cached = DCQDataset(tmp_path / "d.dcq", cache_decoded=True).fill_cache()
+    cache = cached.files[0]._codec.cache  # noqa: SLF001
+    assert cache is not None and cache.filled.all()
+    for i in range(6):
+        assert (plain[i][0] == cached[i][0]).all()
