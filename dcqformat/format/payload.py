@@ -158,15 +158,24 @@ class PayloadDecoder:
         sizes = self.packed_sizes[idx]
         offsets = np.zeros(idx.size + 1, np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        segments = np.stack([self.offsets[idx], self.lengths[idx]], axis=1).astype(np.uint64)
+        # python-zstandard's batch call crashes on an empty batch (SIGFPE) and on frames of
+        # content size 0 (double free): those (masked samples with every patch dropped) are
+        # decompressed one by one, and the batch call only ever sees non-empty frames.
+        empty = sizes == 0
+        for j in idx[empty].tolist():
+            self._zstd_packed(payload, int(j))
+        full = idx[~empty]
+        if full.size == 0:
+            return np.empty(0, np.uint8), offsets
+        segments = np.stack([self.offsets[full], self.lengths[full]], axis=1).astype(np.uint64)
         frames = zstandard.BufferWithSegments(payload.data, segments.tobytes())
         try:
             result = self._decompressor().multi_decompress_to_buffer(
-                frames, decompressed_sizes=sizes.astype(np.uint64).tobytes(), threads=0)
+                frames, decompressed_sizes=sizes[~empty].astype(np.uint64).tobytes(), threads=0)
         except zstandard.ZstdError as exc:
-            bad = self._first_bad_frame(payload, idx)
+            bad = self._first_bad_frame(payload, full)
             raise PayloadError(f"{self.where}: sample {bad}: corrupt zstd frame ({exc})") from None
-        data = np.frombuffer(b"".join(result), dtype=np.uint8) if idx.size else np.empty(0, np.uint8)  # type: ignore[arg-type]
+        data = np.frombuffer(b"".join(result), dtype=np.uint8)  # type: ignore[arg-type]
         if data.size != offsets[-1]:
             raise PayloadError(f"{self.where}: a zstd batch decoded to {data.size} bytes, "
                                f"expected {int(offsets[-1])}")
