@@ -77,6 +77,17 @@ def neighbours_u(m, p, w, y, x):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _rank1(vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
+    """The index of rank symbol 1 (:func:`from_rank` for s = 1), written as selects: the first
+    of N, NW, NE that differs from W, else (all equal: D = (W)) the smallest index other than
+    W."""
+    v = np.int64(1) if vw == 0 else np.int64(0)
+    v = vne if vne != vw else v
+    v = vnw if vnw != vw else v
+    return vn if vn != vw else v
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
     """One decoding step without renormalisation: (symbol, new state). ``tb`` is the row's
     offset in ``cum``; symbol 0 (the usual one) is tested first."""
@@ -152,7 +163,7 @@ def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, b
                         out[rowp + ux] = vw
                         wb = ((wb >> 3) & 1) | ((wb & 1) << 1) | 128
                     else:
-                        v = from_rank(s, vw, vn, vnw, vne)
+                        v = _rank1(vw, vn, vnw, vne) if s == 1 else from_rank(s, vw, vn, vnw, vne)
                         out[rowp + ux] = v
                         wb = _eq(vne, v) | (_eq(vn, v) << 1) | (_eq(vw, v) << 7)
                         vw = v
