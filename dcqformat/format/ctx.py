@@ -4,7 +4,8 @@ version 1.2, feature ``ctx-payload``).
 A ctx file stores every sample's index map as its own rANS stream (random access stays) coded
 with probability models stored once in the group ``/ctx``: one model for the file, or one per
 cluster. This module defines the names, validates ``/ctx`` at open (:func:`read_ctx`) and
-decodes samples (:func:`sample_indices`, :func:`decode_sample_pixels`); the coder itself lives
+decodes a sample's indices (:func:`sample_indices`; the reader's pixel paths call the kernels
+through :mod:`dcqformat.format.payload`); the coder itself lives
 in :mod:`dcqformat.codecs.ctx` and the writing side in :mod:`dcqformat.format.ctx_writer`.
 """
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dcqformat.codecs.ctx import decode_indices, decode_pixels
+from dcqformat.codecs.ctx import decode_indices
 from dcqformat.codecs.ctx_model import MAX_MODEL_SLOTS, PROB_BITS, CtxModel, ModelError
 from dcqformat.codecs.ctx_rans import STATE_BYTES
 from dcqformat.errors import StructureError
@@ -36,7 +37,7 @@ MODEL_KINDS = ("file", "cluster")
 DS_ROWS = "rows"
 DS_FREQ = "freq"
 
-__all__ = ["ENCODING", "FEATURE", "CtxSection", "decode_sample_pixels", "kept_rects", "read_ctx",
+__all__ = ["ENCODING", "FEATURE", "CtxSection", "ctx_report", "kept_rects", "read_ctx",
            "sample_indices"]
 
 
@@ -138,14 +139,6 @@ def sample_indices(section: CtxSection, stream: np.ndarray, i: int, model_id: in
     rects = rects.reshape(-1, 2)
     return decode_indices(np.ascontiguousarray(stream), rects[:, 0], rects[:, 1], section.model,
                           model_id, where=f"{where}: sample {i}")
-
-
-def decode_sample_pixels(section: CtxSection, payload: np.ndarray, start: int, length: int,
-                         h: int, w: int, model_id: int, palette: np.ndarray, out: np.ndarray,
-                         planar: bool, where: str) -> None:
-    """Decode unmasked sample ``i`` (H×W) straight to pixels in the flat ``out``."""
-    decode_pixels(payload, start, length, h, w, section.model, model_id, palette, out, planar,
-                  where=where)
 
 
 def ctx_report(meta: FileMetadata) -> dict[str, Any]:
