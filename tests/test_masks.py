@@ -218,7 +218,7 @@ def test_explicit_fills_and_payload_is_smaller(tmp_path: Path) -> None:
         if (~pm).any():
             assert (dec[~pm] == pal[i % 2][3]).all()
     _write(tmp_path / "p.dcq", p=None)
-    assert f._meta.payload_size < DCQFile(tmp_path / "p.dcq")._meta.payload_size
+    assert f.metadata.payload_size < DCQFile(tmp_path / "p.dcq").metadata.payload_size
     with pytest.raises(InvalidArgumentError, match="fill"):
         DCQFile(tmp_path / "m.dcq", fill="mae")
 

@@ -105,7 +105,7 @@ def read_masks(h5: h5py.File, meta: FileMetadata, where: str, features: list[str
     dataset and what was found."""
     import h5py
 
-    from dcqformat.format import validate as V
+    from dcqformat.format.h5checks import numeric_attribute, read_array
 
     listed = FEATURE in features
     group = h5.get(GROUP)
@@ -117,10 +117,9 @@ def read_masks(h5: h5py.File, meta: FileMetadata, where: str, features: list[str
         return None
     if not isinstance(group, h5py.Group):
         raise StructureError(f"{where}: '/{GROUP}' must be a group, found {type(group).__name__}")
-    if ATTR_PATCH_SIZE not in group.attrs:
-        raise StructureError(f"{where}: '/{GROUP}' attribute {ATTR_PATCH_SIZE!r} is missing")
-    raw_p = np.asarray(group.attrs[ATTR_PATCH_SIZE])
-    if raw_p.shape != () or not np.issubdtype(raw_p.dtype, np.integer) or not 1 <= int(raw_p) <= MAX_PATCH:
+    raw_p = numeric_attribute(group, ATTR_PATCH_SIZE, where, f"'/{GROUP}' attribute {ATTR_PATCH_SIZE!r}")
+    if (raw_p is None or raw_p.shape != () or not np.issubdtype(raw_p.dtype, np.integer)
+            or not 1 <= int(raw_p) <= MAX_PATCH):
         raise StructureError(
             f"{where}: '/{GROUP}' attribute {ATTR_PATCH_SIZE!r} must be an integer in 1..{MAX_PATCH}, found {raw_p!r}")
     p = int(raw_p)
@@ -128,7 +127,7 @@ def read_masks(h5: h5py.File, meta: FileMetadata, where: str, features: list[str
     heights = meta.height.astype(np.int64)
     widths = meta.width.astype(np.int64)
     offsets = mask_offsets(heights, widths, p)
-    keep = V._array(group, DS_KEEP, where, np.dtype("u1"), None, sections)
+    keep = read_array(group, DS_KEEP, where, np.dtype("u1"), None, sections, meta.file_size)
     if keep.ndim != 1 or keep.shape[0] != int(offsets[-1]):
         raise StructureError(
             f"{where}: dataset '/{GROUP}/{DS_KEEP}' must be 1-D of {int(offsets[-1])} bytes "
@@ -142,14 +141,15 @@ def read_masks(h5: h5py.File, meta: FileMetadata, where: str, features: list[str
     dropped = n_patches - kept_patches
     fill_offsets = np.zeros(n + 1, np.int64)
     np.cumsum(dropped, out=fill_offsets[1:])
-    fill = V._array(group, DS_FILL, where, np.dtype("u1"), (int(fill_offsets[-1]),), sections)
+    fill = read_array(group, DS_FILL, where, np.dtype("u1"), (int(fill_offsets[-1]),), sections,
+                      meta.file_size)
     if fill.size and int(fill.max()) >= meta.palette_size:
         j = int(np.argmax(fill >= meta.palette_size))
         i = int(np.searchsorted(fill_offsets, j, side="right") - 1)
         raise StructureError(
             f"{where}: sample {i}: '/{GROUP}/{DS_FILL}'[{j}] is fill index {int(fill[j])}, "
             f">= palette_size {meta.palette_size}")
-    theta = V._array(group, DS_THETA, where, np.dtype("<f4"), (n,), sections)
+    theta = read_array(group, DS_THETA, where, np.dtype("<f4"), (n,), sections, meta.file_size)
     bad_theta = ~np.isfinite(theta) | (theta < 0) | (theta > 1)
     if bad_theta.any():
         i = int(np.argmax(bad_theta))

@@ -26,15 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.errors import InvalidArgumentError
+from dcqformat.errors import InvalidArgumentError, ShardMismatchError
 from dcqformat.format.reader import DCQFile
 from dcqformat.format.writer import DCQWriter
 
 __all__ = ["ShardMismatchError", "MergeResult", "merge_shards"]
-
-
-class ShardMismatchError(InvalidArgumentError):
-    """The files given to a merge are not the shards of one conversion."""
 
 
 @dataclass
