@@ -67,6 +67,11 @@ class RankFailedError(DcqError):
     """Another rank of a torch.distributed job failed; this rank stopped at the next check."""
 
 
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM; the command line turns it into this so that it takes Ctrl-C's
+    clean-up path (a KeyboardInterrupt, not a DcqError: it is no failure of the input)."""
+
+
 __all__ = [
     "DcqError",
     "NotADcqFileError",
@@ -82,4 +87,5 @@ __all__ = [
     "WriteError",
     "ShardMismatchError",
     "RankFailedError",
+    "Terminated",
 ]
