@@ -22,7 +22,6 @@ import pytest
 import zstandard
 
 from dcqformat import DCQFile, DCQWriter
-from dcqformat.format.publish import anonymous_temp_files
 from dcqformat.errors import (
     ChecksumMismatchError,
     DcqError,
@@ -34,6 +33,7 @@ from dcqformat.errors import (
     UnsupportedVersionError,
     WriteError,
 )
+from dcqformat.format.publish import anonymous_temp_files
 
 VALID = sorted((Path(__file__).resolve().parent.parent / "spec" / "vectors" / "valid").glob("*.dcq"))
 STR = h5py.string_dtype("utf-8")
