@@ -52,8 +52,8 @@ def proxy_signals(x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> dict[
     import torch
 
     from dcqformat.encode.model import deterministic, train_proxy
-    from dcqformat.encode.pipeline import _thumbnail
     from dcqformat.encode.selection_stage import SelectionStage
+    from dcqformat.encode.stages.proxy import thumbnail as _thumbnail
 
     t0 = time.perf_counter()
     collector = SelectionStage.from_args("el2n:0.5", None, False, seed)

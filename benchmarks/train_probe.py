@@ -4,7 +4,7 @@
     python benchmarks/train_probe.py --quick               # tiny, for iteration (a few minutes)
     python benchmarks/train_probe.py --datasets emoji64 --seeds 3 --configs original,dcq-q2
 
-Protocol (DCQ paper, METHOD.md §1): train on the compressed TRAINING set, test on the ORIGINAL
+Protocol (DCQ paper, docs/method.md §1): train on the compressed TRAINING set, test on the ORIGINAL
 test set. For every configuration the same small CNN, schedule, augmentation (random crop with
 replicate padding + horizontal flip, in torch) and seeds; the schedule is a fixed number of SGD
 steps (``epochs`` passes over the full training set), so a smaller subset gets the same compute.
@@ -21,7 +21,7 @@ Configurations (``--configs``, comma-separated names):
   ``dcq-q2-norefine``), ``dcq-q2-global`` (one palette),
   ``dcq-q2-noattn`` (palettes from all pixels), ``dcq-q2-norefine`` (no edge refinement),
   ``dcq-q2-paper`` (palettes from the attended pixels only and no reserved background colour,
-  as METHOD.md §1 states the method; the encoder's defaults since the diagnosis in
+  as docs/method.md §1 states the method; the encoder's defaults since the diagnosis in
   ``results/train_probe_diagnosis.md`` weigh the other pixels 0.1 and keep a flat dominant colour).
 - ``dcq-q1-cluster``, ``dcq-q2-cluster``: as dcq-q1/q2 with ``palette_choice="cluster"`` (the
   paper's rule: every image uses its own cluster's palette; the encoder's default since commit

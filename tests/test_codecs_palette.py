@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcqformat.codecs import decode_into, decode_many_into, pack_indices, packed_size
-from dcqformat.codecs.palette import _decode_kernel
+from dcqformat.codecs.palette import decode_kernel
 from dcqformat.codecs.reference import decode_many_ref, decode_ref, pack_ref
 from dcqformat.errors import DcqError, InvalidArgumentError, PayloadError
 
@@ -58,7 +58,7 @@ def test_decode_matches_reference(
         assert bad == 0
     # the raw kernel agrees with the wrapper
     out2 = np.full(n * ch, 0xCD, dtype=np.uint8)
-    assert _decode_kernel(packed, bits, n, palette, out2, planar) == expected_bad
+    assert decode_kernel(packed, bits, n, palette, out2, planar) == expected_bad
     np.testing.assert_array_equal(out2, expected)
 
 
@@ -84,7 +84,7 @@ def test_byte_table_path_matches_reference(
     expected, expected_bad = decode_ref(packed, bits, n, palette, planar)
     buf = np.full(n * ch + 16, 0xAB, dtype=np.uint8)
     out = buf[misalign:misalign + n * ch]
-    assert _decode_kernel(packed, bits, n, palette, out, planar) == expected_bad
+    assert decode_kernel(packed, bits, n, palette, out, planar) == expected_bad
     np.testing.assert_array_equal(out, expected)
     assert (buf[:misalign] == 0xAB).all() and (buf[misalign + n * ch:] == 0xAB).all()
 
@@ -448,9 +448,9 @@ def test_kernels_work_with_jit_disabled() -> None:
         assert config.DISABLE_JIT
         from dcqformat.codecs import decode_into, decode_many_into, decode_masked_into, pack_indices as pk
         from dcqformat.codecs import pack_indices, unpack_indices
-        from dcqformat.codecs.palette import _decode_kernel
+        from dcqformat.codecs.palette import decode_kernel
         from dcqformat.codecs.reference import decode_masked_ref, decode_ref, pack_ref
-        assert not hasattr(_decode_kernel, "signatures")  # a plain Python function
+        assert not hasattr(decode_kernel, "signatures")  # a plain Python function
         rng = np.random.default_rng(0)
         for bits in range(1, 9):
             for n in (0, 1, 13, 64):

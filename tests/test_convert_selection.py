@@ -215,12 +215,13 @@ def test_cli_flags_reach_convert(src: Path, tmp_path: Path, capsys: pytest.Captu
 
 
 def test_register_parses_the_flags() -> None:
-    from dcqformat.encode.cli_commands import register
+    from dcqformat.encode.cli_commands import options_from_args, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     a = parser.parse_args(["convert", "s", "d", "--coreset", "bgfdq:0.3", "--dedup", "phash:8"])
-    assert (a.coreset, a.dedup, a.keep_all) == ("bgfdq:0.3", "phash:8", False)
+    o = options_from_args(a)
+    assert (o["coreset"], o["dedup"], o["keep_all"]) == ("bgfdq:0.3", "phash:8", False)
 
 
 def test_per_image_palettes_keep_only_the_stored_images_palettes(src: Path, tmp_path: Path) -> None:

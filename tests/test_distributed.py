@@ -30,17 +30,18 @@ def _rank(rank: int, world: int, port: int, src: str, dst: str, fail: str | None
     """One torchrun-like rank (the environment torchrun would set)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    from dcqformat.encode import distributed, pipeline
+    from dcqformat.encode.drivers import torchrun
+    from dcqformat.encode.stages import analyse
     from dcqformat.format.reader import DCQFile as File
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError(f"injected failure on rank {rank}")
 
     if fail == "analyse" and rank == 1:
-        pipeline.image_palettes = boom  # type: ignore[assignment]
+        analyse.image_palettes = boom  # type: ignore[attr-defined]
     if fail == "merge" and rank == 0:
         File.index_map = boom  # type: ignore[method-assign]  # the merge reads shards through it
-    distributed.convert_distributed(src, dst, timeout_s=120, **KW, **extra)
+    torchrun.convert_distributed(src, dst, timeout_s=120, **KW, **extra)
 
 
 def _job(src: Path, dst: Path, fail: str | None = None, **extra: Any) -> None:

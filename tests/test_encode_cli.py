@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from test_encode_support import make_folder, tree_digest
 
-from dcqformat.encode.cli_commands import register
+from dcqformat.encode.cli_commands import options_from_args, register
+from dcqformat.encode.options import ConvertOptions
 from dcqformat.format.reader import DCQFile
 
 
@@ -34,8 +35,15 @@ def test_register_adds_the_three_commands() -> None:
                            "--palette", "global", "--background", "black", "--on-error", "skip",
                            "--encoding", "zstd", "--epochs", "1", "--max-side", "64",
                            "--model-input-size", "24x32"])
-    assert (a.bits, a.no_attention, a.no_refine, a.palette, a.model_input_size) == (
-        1, True, True, "global", (24, 32))
+    o = options_from_args(a)
+    assert (o["bits"], o["attention"], o["refine"], o["palette"], a.model_input_size) == (
+        1, False, False, "global", (24, 32))
+    assert (o["background"], o["on_error"], o["payload_encoding"], o["epochs"], o["max_side"]) \
+        == ("black", "skip", "zstd", 1, 64)
+    # every flag maps onto a ConvertOptions field, and the defaults are the options' defaults
+    d = options_from_args(parser.parse_args(["convert", "s", "d"]))
+    d.pop("log")
+    assert ConvertOptions(**d) == ConvertOptions(log=None)
     assert parser.parse_args(["demo", "--out", "x"]).out == "x"
     p = parser.parse_args(["preview", "f.dcq", "-o", "g.png", "--n", "4"])
     assert (p.file, p.output, p.n, p.source) == ("f.dcq", "g.png", 4, None)

@@ -9,7 +9,8 @@ import pytest
 from test_encode_support import QUICK, make_folder
 
 from dcqformat.encode.assign import palette_to_working, pixels_to_working
-from dcqformat.encode.pipeline import CHOICE_MAX_PIXELS, best_palettes, convert
+from dcqformat.encode.pipeline import convert
+from dcqformat.encode.stages.write import CHOICE_MAX_PIXELS, best_palettes
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 

@@ -13,6 +13,7 @@ from dcqformat.encode import pipeline
 from dcqformat.encode.images import LoadOptions, load_image, to_channels
 from dcqformat.encode.pipeline import ConvertSummary, convert
 from dcqformat.encode.scan import scan_image_folder
+from dcqformat.encode.stages import write as write_stage
 from dcqformat.errors import InputImageError, InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 
@@ -152,7 +153,7 @@ def test_on_error_fail_names_the_file_and_writes_nothing(tmp_path: Path) -> None
 def test_interrupt_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = make_folder(tmp_path / "s", per_class=3)
     calls = {"n": 0}
-    real = pipeline.assign_batch
+    real = write_stage.assign_batch
 
     def flaky(*a: Any, **k: Any) -> Any:
         calls["n"] += 1
@@ -160,7 +161,7 @@ def test_interrupt_leaves_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(pipeline, "assign_batch", flaky)
+    monkeypatch.setattr(write_stage, "assign_batch", flaky)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(KeyboardInterrupt):

@@ -13,9 +13,9 @@ import torch
 from test_encode_support import QUICK, make_folder
 
 from dcqformat.cli import main
-from dcqformat.encode import pipeline
 from dcqformat.encode.features import standardize
 from dcqformat.encode.pipeline import convert
+from dcqformat.encode.stages import write as write_stage
 from dcqformat.encode.state import (
     FitState,
     Share,
@@ -117,7 +117,7 @@ def test_shard_rerun_after_a_failure(runs: dict[str, Any], tmp_path: Path,
         raise RuntimeError("injected failure")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "assign_batch", boom)
+        m.setattr(write_stage, "assign_batch", boom)
         with pytest.raises(RuntimeError, match="injected"):
             convert(runs["src"], tmp_path / "s1.dcq", state=st, shard="1/2", **kw)
     assert list(tmp_path.iterdir()) == []  # nothing under the shard's name, no temp files

@@ -1,4 +1,4 @@
-"""Patch dropping in the encoder (METHOD.md §3): parsing, patch importance, λ_C, the fill used
+"""Patch dropping in the encoder (docs/method.md §3): parsing, patch importance, λ_C, the fill used
 for the feature shift, and convert() with fixed and spd on a tiny ImageFolder."""
 
 from __future__ import annotations

@@ -44,12 +44,15 @@ from dcqformat.errors import InvalidArgumentError, PayloadError
 
 MIN_BITS = 1
 MAX_BITS = 8
-_U8 = np.dtype(np.uint8)
+U8 = np.dtype(np.uint8)
 
 __all__ = [
     "MAX_BITS",
     "MIN_BITS",
+    "U8",
+    "as_packed_array",
     "check_bits",
+    "check_count",
     "pack_indices",
     "packed_size",
     "padding_is_zero",
@@ -77,7 +80,7 @@ def check_bits(bits: Any) -> int:
     return b
 
 
-def _check_count(value: Any, name: str) -> int:
+def check_count(value: Any, name: str) -> int:
     """Return ``value`` as a non-negative int or raise :class:`InvalidArgumentError`."""
     if type(value) is int and value >= 0:  # fast path
         return value
@@ -94,11 +97,11 @@ def _check_count(value: Any, name: str) -> int:
     return v
 
 
-def _as_packed_array(packed: Any, what: str = "packed") -> np.ndarray:
+def as_packed_array(packed: Any, what: str = "packed") -> np.ndarray:
     """Return ``packed`` as a 1-D C-contiguous uint8 array (bytes-like objects are wrapped)."""
     if (
         type(packed) is np.ndarray
-        and packed.dtype is _U8
+        and packed.dtype is U8
         and packed.ndim == 1
         and packed.flags.c_contiguous
     ):  # fast path
@@ -125,7 +128,7 @@ def packed_size(n_pixels: int, bits: int) -> int:
 
     Raises :class:`InvalidArgumentError` if ``bits`` is not in 1..8 or ``n_pixels`` < 0.
     """
-    n = _check_count(n_pixels, "n_pixels")
+    n = check_count(n_pixels, "n_pixels")
     q = check_bits(bits)
     return (n * q + 7) // 8
 
@@ -243,8 +246,8 @@ def unpack_indices(packed: np.ndarray, n_pixels: int, bits: int) -> np.ndarray:
     :class:`PayloadError` if the length of ``packed`` is wrong.
     """
     q = check_bits(bits)
-    n = _check_count(n_pixels, "n_pixels")
-    arr = _as_packed_array(packed)
+    n = check_count(n_pixels, "n_pixels")
+    arr = as_packed_array(packed)
     need = (n * q + 7) // 8
     if arr.size != need:
         raise PayloadError(
@@ -262,8 +265,8 @@ def padding_is_zero(packed: np.ndarray, n_pixels: int, bits: int) -> bool:
     bytes, and :class:`InvalidArgumentError` for bad arguments.
     """
     q = check_bits(bits)
-    n = _check_count(n_pixels, "n_pixels")
-    arr = _as_packed_array(packed)
+    n = check_count(n_pixels, "n_pixels")
+    arr = as_packed_array(packed)
     need = (n * q + 7) // 8
     if arr.size != need:
         raise PayloadError(

@@ -1,4 +1,4 @@
-"""Nearest-colour index maps (METHOD.md §1 step 5).
+"""Nearest-colour index maps (docs/method.md §1 step 5).
 
 Distances are Euclidean in the working space (CIE LAB for colour, L* for grey) between each pixel
 and the palette *as stored* (the uint8 sRGB palette converted back to the working space), so the

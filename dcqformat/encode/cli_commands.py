@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
-__all__ = ["register"]
+from dcqformat.errors import InvalidArgumentError
+
+__all__ = ["register", "options_from_args"]
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -25,26 +28,60 @@ def _size(text: str) -> tuple[int, int]:
     return vals[0], vals[1]
 
 
+def _convert_runner(args: argparse.Namespace) -> Any:
+    """``convert``, its fit / shard form, or the torchrun driver when torchrun set
+    ``WORLD_SIZE`` > 1. A fit state fixes every shard parameter: its values replace the flags."""
+    from dcqformat.encode.pipeline import convert
+
+    fit_only, state_path, shard = args.fit_only, args.state, args.shard
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if not (fit_only or state_path or shard or world > 1):
+        return convert
+    if shard is not None and world > 1:
+        raise InvalidArgumentError("--shard is for schedulers other than torchrun; under torchrun "
+                                   "each rank takes share RANK of WORLD_SIZE by itself")
+    from dcqformat.encode.state import FitState
+
+    state = FitState.load(state_path) if state_path else None
+
+    def run(src: Any, dst: Any, **kwargs: Any) -> Any:
+        if state is not None:
+            kwargs.update(state.convert_kwargs())
+        if world > 1:
+            from dcqformat.encode.drivers.torchrun import convert_distributed
+
+            return convert_distributed(src, dst, timeout_s=args.dist_timeout, state=state,
+                                       fit_only=fit_only, **kwargs)
+        return convert(src, dst, shard=shard, state=state, fit_only=fit_only, **kwargs)
+
+    return run
+
+
+def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The convert keywords the option flags set (each option's flag is declared in
+    :class:`~dcqformat.encode.options.ConvertOptions`)."""
+    from dcqformat.encode.options import option_specs
+
+    out: dict[str, Any] = {}
+    for name, _default, spec in option_specs():
+        if spec.flag is not None:
+            value = getattr(args, f"opt_{name}")
+            out[name] = (not value) if spec.invert else value
+    if not out["progress"]:
+        out["log"] = None
+    else:
+        out["log"] = lambda m: print(m, file=sys.stderr)
+    return out
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from dcqformat.encode.distributed import scale_out_runner
     from dcqformat.encode.model import load_model
 
     model: Any = args.model
     if model != "proxy":
         model = load_model(args.model, shallow=args.shallow_layer, last=args.last_layer,
                            input_size=args.model_input_size)
-    summary = scale_out_runner(args)(  # convert(), or its shard / fit / torchrun form
-        args.src, args.dst, bits=args.bits, clusters=args.clusters, palette=args.palette,
-        palette_choice=args.palette_choice,
-        attention=not args.no_attention, refine=not args.no_refine, model=model,
-        device=args.device, seed=args.seed, max_side=args.max_side, background=args.background,
-        on_error=args.on_error, payload_encoding=args.encoding, progress=not args.quiet,
-        epochs=args.epochs, overwrite=args.force, threads=args.threads, workers=args.workers,
-        batch_size=args.batch_size,
-        coreset=args.coreset, dedup=args.dedup, keep_all=args.keep_all,
-        patch_drop=args.patch_drop, patch_size=args.patch_size,
-        log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
-    )
+    summary = _convert_runner(args)(args.src, args.dst, model=model, **options_from_args(args))
     if summary is None:  # torchrun rank > 0: rank 0 reports the merged file
         return 0
     if args.json:
@@ -76,29 +113,37 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~dcqformat.encode.options.ConvertOptions` field that has one."""
+    from dcqformat.encode.options import option_specs
+
+    for name, default, spec in option_specs():
+        if spec.flag is None:
+            continue
+        kw: dict[str, Any] = {"dest": f"opt_{name}", "help": spec.help}
+        if spec.invert:
+            kw["action"] = "store_true"
+        else:
+            kw["default"] = default
+            kw.update(spec.cli)
+            if kw.get("action") != "store_true" and "choices" not in kw:
+                kw.setdefault("metavar", spec.flag.lstrip("-").replace("-", "_").upper())
+        p.add_argument(spec.flag, **kw)
+
+
 def register(subparsers: Any) -> None:
     """Add ``convert``, ``demo`` and ``preview`` to ``subparsers`` (from
     ``ArgumentParser.add_subparsers``)."""
     p = subparsers.add_parser(
-        "convert", help="ImageFolder -> .dcq (colour quantization with shared cluster palettes)",
-        description="Convert an ImageFolder (root/<class>/<image>) into one .dcq file "
-        "(METHOD.md §1: proxy model, shallow-feature clusters, Grad-CAM++ attended LAB palettes, "
-        "edge-loss refinement). Never writes into SRC; DST appears only when complete.",
+        "convert", help="images -> .dcq (colour quantization with shared cluster palettes)",
+        description="Convert an ImageFolder (root/<class>/<image>) into one .dcq file: a proxy "
+        "model, shallow-feature clusters, Grad-CAM++ attended LAB palettes and edge-loss "
+        "refinement (docs/method.md explains every option). Never writes into SRC; DST appears "
+        "only when complete.",
     )
     p.add_argument("src", metavar="SRC", help="ImageFolder root")
     p.add_argument("dst", metavar="DST", help="output .dcq file")
-    p.add_argument("--bits", type=int, default=2, help="bits per pixel index q; K = 2**q colours (default 2)")
-    p.add_argument("--clusters", type=int, default=20, help="image clusters C, one palette each (default 20)")
-    p.add_argument("--palette", choices=("cluster", "image", "global"), default="cluster",
-                   help="one palette per cluster (default), per image, or one for all")
-    p.add_argument("--palette-choice", choices=("best", "cluster"), default="best",
-                   help="best (default): each image uses whichever of the C palettes fits it best "
-                   "(trained better on emoji64 and Fashion-MNIST, see "
-                   "benchmarks/results/train_probe_diagnosis.md); cluster: its cluster's palette, "
-                   "as the DCQ paper does")
-    p.add_argument("--no-attention", action="store_true",
-                   help="build palettes from all pixels instead of the top 50%% Grad-CAM++ pixels")
-    p.add_argument("--no-refine", action="store_true", help="skip the Sobel edge-loss palette refinement")
+    _add_option_flags(p)
     p.add_argument("--model", default="proxy",
                    help="'proxy' (train a small CNN on the data, default) or a model file: a "
                    "ProxyNet checkpoint, a torch.export .pt2, or TorchScript returning "
@@ -107,35 +152,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--last-layer", default="last_block", help="last conv block for Grad-CAM++ (default last_block)")
     p.add_argument("--model-input-size", type=_size, default=None, metavar="N|HxW",
                    help="resize images to this for a loaded model (default: from the file, else 32)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    p.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
-    p.add_argument("--max-side", type=int, default=None, help="downscale images whose longer side exceeds this")
-    p.add_argument("--background", default="white",
-                   help="colour transparent pixels are flattened onto: white (default), black, #rrggbb, r,g,b")
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail",
-                   help="unreadable images: stop (default) or skip and list them")
-    p.add_argument("--encoding", choices=("raw", "zstd", "auto"), default="auto",
-                   help="payload encoding: raw bit-packed, zstd, or auto (smaller of both, default)")
-    p.add_argument("--epochs", type=int, default=4, help="proxy model training epochs (default 4)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on the CPU: small tensors, "
-                   "output independent of the core count)")
-    p.add_argument("--workers", type=int, default=None, help="image-decoding threads (default min(4, CPUs))")
-    p.add_argument("--coreset", default=None, metavar="METHOD:RATIO",
-                   help="keep RATIO of every class: bgfdq, semred, el2n or random (e.g. bgfdq:0.3); "
-                   "stored as a named selection with a best-first ranking")
-    p.add_argument("--dedup", default=None, metavar="HASH:T[:flip]",
-                   help="drop near-duplicates first: phash, ahash, dhash or whash within Hamming "
-                   "distance T (e.g. phash:8; ':flip' also matches mirrored copies)")
-    p.add_argument("--patch-drop", default=None, metavar="fixed:THETA|spd",
-                   help="store only the informative patches (METHOD.md §3): fixed:0.25 drops the "
-                   "25%% of patches with the lowest Grad-CAM++ attention, spd per image the largest "
-                   "fraction in 10..90%% whose feature shift stays below its class's threshold; "
-                   "dropped patches decode as one stored colour")
-    p.add_argument("--patch-size", type=int, default=None, metavar="P",
-                   help="patch side for --patch-drop (default max(4, smallest image side // 8))")
-    p.add_argument("--keep-all", action="store_true",
-                   help="store every image; --coreset/--dedup then only add selections")
-    p.add_argument("--force", action="store_true", help="replace DST if it exists")
     p.add_argument("--fit-only", action="store_true",
                    help="scale-out: stop after refine and write the fit state (.npz) to DST")
     p.add_argument("--state", default=None, metavar="STATE",
@@ -143,11 +159,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--shard", default=None, metavar="i/N",
                    help="scale-out: with --state, encode share i of N (blocks of --batch-size "
                    "listing positions, round robin) to DST; join shards with 'dcqformat merge'")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="images per analyse batch; also the block size of --shard shares (default 64)")
     p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
                    help="torchrun: seconds a rank waits for the others before the job fails (default 1800)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_convert)
 

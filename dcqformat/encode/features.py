@@ -1,4 +1,4 @@
-"""Chromaticity-aware clustering features (METHOD.md §1 step 2).
+"""Chromaticity-aware clustering features (docs/method.md §1 step 2).
 
 The shallow stage's output map ``[B, C, h, w]`` is summarised per channel by its spatial mean
 (global average pooling) and, optionally, its spatial standard deviation (population std), giving

@@ -1,4 +1,4 @@
-"""Grad-CAM++ attention and the attention mask (METHOD.md §1 step 3).
+"""Grad-CAM++ attention and the attention mask (docs/method.md §1 step 3).
 
 :func:`gradcam_pp` implements the Grad-CAM++ weighting (Chattopadhay et al. 2018, the closed form
 used by pytorch-grad-cam): with activations ``A`` of the last conv block and gradients ``G`` of

@@ -52,6 +52,8 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "LoadOptions",
     "load_image",
+    "pil_to_image",
+    "array_to_image",
     "is_grey",
     "to_channels",
     "parse_background",
@@ -181,14 +183,7 @@ def load_image(path: str | os.PathLike[str], options: LoadOptions | None = None)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 w, h = im.size
-                if w <= 0 or h <= 0:
-                    raise InputImageError(f"{str(p)!r}: image has zero size ({w}x{h})")
-                if w * h > opts.max_pixels:
-                    raise InputImageError(
-                        f"{str(p)!r}: {w}x{h} = {w * h:,} pixels exceeds the limit of "
-                        f"{opts.max_pixels:,} (decompression-bomb guard; raise max_pixels to "
-                        "allow it)"
-                    )
+                _check_pixels(w, h, opts, repr(str(p)))
                 im.load()
                 arr = _to_array(im, opts.background)
     except InputImageError:
@@ -207,11 +202,54 @@ def load_image(path: str | os.PathLike[str], options: LoadOptions | None = None)
         msg = str(e) or type(e).__name__
         kind = "truncated" if "truncated" in msg.lower() else "corrupt or unsupported"
         raise InputImageError(f"{str(p)!r}: {kind} image data ({type(e).__name__}: {msg})") from e
+    return _finish(arr, opts)
+
+
+def _finish(arr: np.ndarray, opts: LoadOptions) -> np.ndarray:
     if opts.max_side is not None:
         arr = _resize(arr, int(opts.max_side))
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = np.array(arr, order="C")  # Pillow's arrays are read-only views; torch wants writable
     return arr
+
+
+def _check_pixels(w: int, h: int, opts: LoadOptions, where: str) -> None:
+    if w <= 0 or h <= 0:
+        raise InputImageError(f"{where}: image has zero size ({w}x{h})")
+    if w * h > opts.max_pixels:
+        raise InputImageError(
+            f"{where}: {w}x{h} = {w * h:,} pixels exceeds the limit of {opts.max_pixels:,} "
+            "(decompression-bomb guard; raise max_pixels to allow it)")
+
+
+def pil_to_image(im: Image.Image, options: LoadOptions | None = None,
+                 where: str = "image") -> np.ndarray:
+    """A PIL image (any mode) as :func:`load_image` would return it from a file."""
+    opts = options or LoadOptions()
+    w, h = im.size
+    _check_pixels(w, h, opts, where)
+    try:
+        im.load()
+        arr = _to_array(im, opts.background)
+    except Exception as e:  # lazily decoded images can fail here like files do
+        raise InputImageError(f"{where}: cannot convert the {im.mode} image "
+                              f"({type(e).__name__}: {e})") from e
+    return _finish(arr, opts)
+
+
+def array_to_image(arr: np.ndarray, options: LoadOptions | None = None,
+                   where: str = "image") -> np.ndarray:
+    """A uint8 ``[H, W]`` or ``[H, W, C]`` array (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA)
+    as :func:`load_image` would return the same pixels from a PNG file."""
+    a = np.asarray(arr)
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and not 1 <= a.shape[2] <= 4):
+        raise InputImageError(f"{where}: expected a uint8 [H, W] or [H, W, C] array with C in "
+                              f"1..4, got {a.dtype} {a.shape}")
+    _check_pixels(int(a.shape[1]), int(a.shape[0]), opts := options or LoadOptions(), where)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    im = Image.fromarray(np.ascontiguousarray(a))
+    return _finish(_to_array(im, opts.background), opts)
 
 
 def is_grey(arr: np.ndarray) -> bool:

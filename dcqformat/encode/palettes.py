@@ -1,4 +1,4 @@
-"""Palettes in CIE LAB (METHOD.md §1 step 4) and their sRGB storage form.
+"""Palettes in CIE LAB (docs/method.md §1 step 4) and their sRGB storage form.
 
 - :func:`image_palettes`: per image, weighted k-means (K colours) of its selected pixels in the
   working space, giving a palette and (weighted) pixel counts. The pipeline passes every pixel with

@@ -1,4 +1,4 @@
-"""Patch dropping for ``convert`` (METHOD.md §3): which patches of each image to store.
+"""Patch dropping for ``convert`` (docs/method.md §3): which patches of each image to store.
 
 Two modes (``patch_drop=``):
 

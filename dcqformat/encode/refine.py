@@ -1,4 +1,4 @@
-"""Texture-preserving palette refinement (METHOD.md §1 step 6).
+"""Texture-preserving palette refinement (docs/method.md §1 step 6).
 
 Edge loss on images ``x`` and their quantized versions ``x̂`` (channels in [0, 1], sRGB or grey):
 

@@ -1,4 +1,4 @@
-"""Dataset-level compression inside ``convert()``: de-duplication, then a coreset (METHOD.md §2).
+"""Dataset-level compression inside ``convert()``: de-duplication, then a coreset (docs/method.md §2).
 
 ``convert(..., dedup="phash:T", coreset="bgfdq:0.3", keep_all=False)`` runs these steps:
 

@@ -24,12 +24,8 @@ import zstandard
 
 from dcqformat.checks import check_int, check_ratio
 from dcqformat.codecs.bitpack import unpack_indices
-from dcqformat.codecs.palette import _decode_kernel, _decode_many_kernel, decode_into
-from dcqformat.errors import (
-    ChecksumMismatchError,
-    InvalidArgumentError,
-    PayloadError,
-)
+from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
+from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
 from dcqformat.format.source import MappedPayload, open_source
@@ -344,7 +340,7 @@ class DCQFile(MappedPayload):
             if self.check_crc:
                 for j in idx:
                     self._check_sample_crc(int(j), payload)
-            bad = _decode_many_kernel(payload, self._offsets[idx], n_pix, self._clusters[idx],
+            bad = decode_many_kernel(payload, self._offsets[idx], n_pix, self._clusters[idx],
                                       m.palettes, m.bits, flat, out_offsets, layout == "chw")
             if bad >= 0:
                 raise self._bad_index_error(int(idx[bad]))
@@ -380,7 +376,7 @@ class DCQFile(MappedPayload):
                 raise PayloadError(f"{self.path}: sample {i} holds {bad} palette index(es) >= "
                                    f"the given palette's {palette.shape[0]} colours")
             return
-        bad = _decode_kernel(packed, self._meta.bits, self._n_pixels[i], pal, out.reshape(-1),
+        bad = decode_kernel(packed, self._meta.bits, self._n_pixels[i], pal, out.reshape(-1),
                              planar)
         if bad:
             raise self._bad_index_error(i)
