@@ -83,7 +83,7 @@ def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
     that does not use the ctx encoding. Raises StructureError naming what was found."""
     import h5py
 
-    from dcqformat.format import validate as V
+    from dcqformat.format import h5checks as H
 
     listed = FEATURE in features
     if meta.payload_encoding != ENCODING:
@@ -113,12 +113,12 @@ def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
     if num_models * 1024 > MAX_MODEL_SLOTS:
         raise StructureError(f"{where}: {num_models} cluster models exceed the limit of "
                              f"{MAX_MODEL_SLOTS // 1024} models")
-    rows = V.checked_array(group, DS_ROWS, where, np.dtype("<u4"), None, sections)
+    rows = H.read_array(group, DS_ROWS, where, np.dtype("<u4"), None, sections, meta.file_size)
     if rows.ndim != 1 or rows.shape[0] > num_models * 1024:
         raise StructureError(f"{where}: dataset '/{GROUP}/{DS_ROWS}' must be 1-D with at most "
                              f"{num_models * 1024} rows, found shape {rows.shape}")
-    freq = V.checked_array(group, DS_FREQ, where, np.dtype("<u2"), (rows.shape[0] * meta.palette_size,),
-                    sections)
+    freq = H.read_array(group, DS_FREQ, where, np.dtype("<u2"), (rows.shape[0] * meta.palette_size,),
+                        sections, meta.file_size)
     try:
         model = CtxModel.from_arrays(num_models, meta.palette_size, rows, freq)
     except ModelError as exc:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -43,8 +42,8 @@ if TYPE_CHECKING:
 MAX_TRACKED = 1 << 22
 _READ_CHUNK = 16 << 20
 
-__all__ = ["CtxFitter", "code_ctx_payload", "encode_spooled", "model_storage_bytes",
-           "sample_rects", "write_ctx_group"]
+__all__ = ["CtxFitter", "code_ctx_payload", "encode_spooled", "fit_and_code",
+           "model_storage_bytes", "sample_rects", "write_ctx_group"]
 
 
 def sample_rects(h: int, w: int, masks: MaskWriter | None, keep_bytes: bytes | None) -> np.ndarray:
@@ -124,12 +123,13 @@ class CtxFitter:
         return CtxSection(kind, candidates[kind][0]), measured
 
 
-def encode_spooled(raw_path: Path, lengths: np.ndarray, stored_pixels: np.ndarray, bits: int,
+def encode_spooled(raw_file: BinaryIO, lengths: np.ndarray, stored_pixels: np.ndarray, bits: int,
                    rects_of: Callable[[int], np.ndarray], model_ids: np.ndarray,
                    section: CtxSection) -> Iterator[bytes]:
-    """The ctx stream of every sample, in order, from the raw spool at ``raw_path`` (sample i
-    at the next ``lengths[i]`` bytes, ``stored_pixels[i]`` indices), read in bounded chunks."""
-    with open(raw_path, "rb") as fh:
+    """The ctx stream of every sample, in order, from the raw spool ``raw_file`` (a binary file
+    at position 0; sample i at the next ``lengths[i]`` bytes, ``stored_pixels[i]`` indices),
+    read in bounded chunks; the file is closed at the end."""
+    with raw_file as fh:
         buf = b""
         pos = 0
         for i in range(lengths.size):
@@ -156,10 +156,24 @@ def code_ctx_payload(raw: PayloadSpool, out: PayloadSpool, section: CtxSection,
             bytes(masks.keep[int(offsets[i]):int(offsets[i + 1])])
         return sample_rects(int(heights[i]), int(widths[i]), masks, keep)
 
-    for stream in encode_spooled(raw.path, np.frombuffer(raw.lengths, dtype=np.uint64),
+    for stream in encode_spooled(raw.tmp.file(), np.frombuffer(raw.lengths, dtype=np.uint64),
                                  stored_pixels, bits, rects_of, section.model_ids(clusters), section):
         out.append(stream)
     out.finish()
+
+
+def fit_and_code(fitter: CtxFitter, raw: PayloadSpool, out: PayloadSpool, num_clusters: int,
+                 models: str, fields: dict[str, Any], stored_pixels: Any, bits: int,
+                 masks: MaskWriter | None) -> tuple[CtxSection, dict[str, float]]:
+    """Fit the model (:meth:`CtxFitter.fit`) and code the finished ``raw`` spool into ``out``;
+    ``fields`` holds the writer's per-sample height, width and cluster arrays. Returns the
+    section to store and what each model candidate measured."""
+    section, measured = fitter.fit(num_clusters, models)
+    cols = {k: np.frombuffer(fields[k], dtype=np.uint64).astype(np.int64)
+            for k in ("height", "width", "cluster")}
+    code_ctx_payload(raw, out, section, cols["height"], cols["width"], cols["cluster"],
+                     np.frombuffer(stored_pixels, dtype=np.uint64), bits, masks)
+    return section, measured
 
 
 def write_ctx_group(h5: object, section: CtxSection,

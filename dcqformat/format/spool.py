@@ -4,13 +4,13 @@ whole payload."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zlib
 from array import array
 from pathlib import Path
 
 import zstandard
+
+from dcqformat.format.publish import TempFile
 
 __all__ = ["PayloadSpool"]
 
@@ -24,9 +24,8 @@ class PayloadSpool:
         self.compressor = (
             zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
             if encoding == "zstd" else None)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{encoding}.tmp", dir=target.parent)
-        self.path = Path(name)
-        self.file = os.fdopen(fd, "wb")
+        self.tmp = TempFile(target)
+        self.file = self.tmp.file()
         self.size = 0
         self.crc = 0
         self.lengths = array("Q")
@@ -42,9 +41,8 @@ class PayloadSpool:
         self.crc = zlib.crc32(stored, self.crc)
 
     def finish(self) -> None:
-        """Flush and fsync the spool file; no more samples after this."""
+        """Flush and close the spool file; no more samples after this."""
         self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
 
     def discard(self) -> None:
@@ -53,7 +51,4 @@ class PayloadSpool:
             self.file.close()
         except OSError:
             pass
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.tmp.discard()
