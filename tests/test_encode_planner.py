@@ -37,6 +37,7 @@ def test_the_grid_spans_every_lever() -> None:
     grid = candidate_grid()
     assert {p.palette for p in grid} == {"cluster", "image"}
     assert {p.clusters for p in grid if p.palette == "cluster"} == {20, 64}
+    assert len({p.encoding_key for p in grid}) == 28 and len(grid) == 84
     assert {p.bits for p in grid} == {1, 2, 3, 4} and {p.scale for p in grid} == {1.0, 0.75, 0.5}
     assert {p.fraction for p in grid} == {1.0, 0.5, 0.25}
     assert any(p.patch_drop == "spd" for p in grid)

@@ -190,8 +190,8 @@ def register(subparsers: Any) -> None:
                    "the whole file counts; docs/budget.md)")
     p.add_argument("--plan-only", action="store_true",
                    help="with --budget: print the plans, their bytes and estimates; write nothing")
-    p.add_argument("--plan-sample", type=int, default=600, metavar="N",
-                   help="with --budget: images the plans are measured and estimated on (default 600)")
+    p.add_argument("--plan-sample", type=int, default=400, metavar="N",
+                   help="with --budget: images the plans are measured and estimated on (default 400)")
     p.add_argument("--plan-evaluate", type=int, default=12, metavar="K",
                    help="with --budget: plans that get the training-value estimate (default 12)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -65,7 +65,7 @@ class Candidate:
 class PlanSettings:
     """How the planner samples and estimates (see the module docstring)."""
 
-    sample: int = 600
+    sample: int = 400
     test: int = 300
     evaluate: int = 12
     resolution: int = 32
@@ -149,8 +149,6 @@ def _measure_all(sub: SubsetSource, grid: Sequence[Plan], opts: ConvertOptions,
             continue
         kw = {**opts.as_kwargs(), **plan.convert_kwargs(), "coreset": None, "model": task,
               "progress": False, "log": None, "overwrite": True}
-        if plan.palette == "image":
-            kw["refine"] = False
         path = work / f"enc{len(out)}.dcq"
         _, secs = timed(convert, sub, path, **kw)
         out[key] = measure_file(path, plan, secs)
