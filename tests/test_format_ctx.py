@@ -312,3 +312,17 @@ def test_dataset_cache_decoded(tmp_path: Path) -> None:
     assert cache is not None and cache.filled.all()
     for i in range(6):
         assert (plain[i][0] == cached[i][0]).all()
+
+
+def test_declared_model_size_is_checked_before_reading(tmp_path: Path) -> None:
+    """A /ctx/rows that declares more rows than 1024 x models is refused from its shape."""
+    path = tmp_path / "big.dcq"
+    write(path, smooth_maps(3, 4))
+    with h5py.File(path, "r+") as h5:
+        del h5["ctx/rows"]
+        ds = h5.create_dataset("ctx/rows", shape=(5000,), dtype="<u4", chunks=(5000,),
+                               compression="gzip", fillvalue=0)
+        ds[...] = np.arange(5000, dtype="<u4")
+        ds.attrs["crc32"] = np.uint32(0)
+    with pytest.raises(StructureError, match="at most"):
+        DCQFile(path)

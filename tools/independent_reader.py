@@ -344,6 +344,9 @@ class IndependentReader:
         m = 1 if attrs["models"] == "file" else num_clusters
         if 1024 * m > 1 << 22:
             raise self._err("StructureError", "open", f"{m} models are too many")
+        declared = self._dataset(h5, "ctx/rows", "<u4", None).shape
+        if declared[0] > 1024 * m or declared[0] * self.palette_size > 1 << 24:  # before reading
+            raise self._err("StructureError", "open", f"/ctx/rows declares {declared[0]} rows")
         rows = [int(v) for v in self._checked(h5, "ctx/rows", "<u4", None)]
         if any(b <= a for a, b in zip(rows, rows[1:], strict=False)) or (rows and rows[-1] >= 1024 * m):
             raise self._err("StructureError", "open", "/ctx/rows not increasing or out of range")

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from dcqformat.format.validate import FileMetadata
 
+#: Most frequencies (rows x K) a file's models may hold: 32 MiB stored, 64 MiB of tables.
+MAX_MODEL_ENTRIES = 1 << 24
 FEATURE = "ctx-payload"
 ENCODING = "ctx"
 GROUP = "ctx"
@@ -113,10 +115,14 @@ def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
     if num_models * 1024 > MAX_MODEL_SLOTS:
         raise StructureError(f"{where}: {num_models} cluster models exceed the limit of "
                              f"{MAX_MODEL_SLOTS // 1024} models")
-    rows = H.read_array(group, DS_ROWS, where, np.dtype("<u4"), None, sections, meta.file_size)
-    if rows.ndim != 1 or rows.shape[0] > num_models * 1024:
+    # Shapes first, so that a hostile declared size is refused before anything is read.
+    declared = [H.dataset(group, name, where, meta.file_size).shape for name in (DS_ROWS, DS_FREQ)]
+    n_rows = declared[0][0] if len(declared[0]) == 1 else -1
+    if not 0 <= n_rows <= num_models * 1024 or n_rows * meta.palette_size > MAX_MODEL_ENTRIES:
         raise StructureError(f"{where}: dataset '/{GROUP}/{DS_ROWS}' must be 1-D with at most "
-                             f"{num_models * 1024} rows, found shape {rows.shape}")
+                             f"{num_models * 1024} rows and rows x K <= {MAX_MODEL_ENTRIES}, found "
+                             f"shape {declared[0]} at K = {meta.palette_size}")
+    rows = H.read_array(group, DS_ROWS, where, np.dtype("<u4"), None, sections, meta.file_size)
     freq = H.read_array(group, DS_FREQ, where, np.dtype("<u2"), (rows.shape[0] * meta.palette_size,),
                         sections, meta.file_size)
     try:
