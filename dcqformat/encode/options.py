@@ -21,13 +21,13 @@ from typing import Any
 from dcqformat.checks import check_choice, check_float, check_int
 from dcqformat.encode.images import DEFAULT_MAX_PIXELS, parse_background
 from dcqformat.errors import InvalidArgumentError
+from dcqformat.format.layout import PAYLOAD_ENCODINGS
 
 __all__ = ["ConvertOptions", "OptionSpec", "SHARD_PARAMETERS", "PALETTE_MODES",
            "PALETTE_CHOICES", "PAYLOAD_ENCODINGS", "option_specs"]
 
 PALETTE_MODES = ("cluster", "image", "global")
 PALETTE_CHOICES = ("cluster", "best")
-PAYLOAD_ENCODINGS = ("raw", "zstd", "auto")
 ON_ERROR = ("fail", "skip")
 
 Check = Callable[[str, Any], Any]
@@ -171,7 +171,8 @@ class ConvertOptions:
     payload_encoding: str = _opt(
         "auto", check=_choice(PAYLOAD_ENCODINGS), shard=True, flag="--encoding",
         cli={"choices": PAYLOAD_ENCODINGS},
-        help="payload encoding: raw bit-packed, zstd, or auto (the smallest, default)")
+        help="payload encoding: raw bit-packed, zstd, ctx (context-model rANS), or auto "
+        "(the smallest of the three, default)")
     zstd_level: int = _opt(3, check=_int(1, 22), help="zstd level of entropy-coded payloads")
     overwrite: bool = _opt(False, check=_bool, record=False, flag="--force",
                            cli={"action": "store_true"}, help="replace DST if it exists")

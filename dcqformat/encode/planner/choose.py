@@ -72,6 +72,7 @@ class PlanSettings:
     epochs: int = 12
     seeds: tuple[int, ...] = (0,)
     large_clusters: int = 64
+    evaluate_all: bool = False  # score every plan of the grid (to validate the estimate)
 
 
 @dataclass
@@ -182,22 +183,27 @@ def make_plan(src: Any, budget: Any, *, settings: PlanSettings | None = None,
         for p in plans:
             b, e = measured[p.encoding_key].predict(len(source), p.fraction)
             cands.append(Candidate(p, b, e, b + e <= total))
-        finalists = _finalists(cands, st.evaluate)
+        finalists = cands if st.evaluate_all else _finalists(cands, st.evaluate)
         test = original_thumbnails(source, test_pos, st.resolution, channels,
                                    _load_options(opts))
         for c in finalists:
-            path = measured[c.plan.encoding_key].path
-            assert path is not None
-            train = decoded_thumbnails(path, st.resolution)
-            c.estimate = estimate_accuracy(train, test, len(source.classes),
-                                           fraction=c.plan.fraction, epochs=st.epochs,
-                                           seeds=st.seeds)
+            c.estimate = _estimate(c, measured, test, len(source.classes), st)
             say(f"  estimate {c.plan.name()}: {100 * c.estimate:.1f} %")
         for m in measured.values():
             m.path = None
     best = min(finalists, key=lambda c: (-(c.estimate or 0.0), c.bytes)) if finalists else None
     secs = {"measure": t1 - t0, "estimate": time.perf_counter() - t1}
     return PlanReport(total, len(source), st, cands, list(measured.values()), best, secs)
+
+
+def _estimate(c: Candidate, measured: dict[tuple[Any, ...], Measured],
+              test: tuple[torch.Tensor, torch.Tensor], n_classes: int, st: PlanSettings
+              ) -> float:
+    path = measured[c.plan.encoding_key].path
+    assert path is not None
+    train = decoded_thumbnails(path, st.resolution)
+    return estimate_accuracy(train, test, n_classes, fraction=c.plan.fraction,
+                             epochs=st.epochs, seeds=st.seeds)
 
 
 def _finalists(cands: list[Candidate], k: int) -> list[Candidate]:
