@@ -214,3 +214,15 @@ def test_invalid_vector_independent_reader_agrees(name: str, invalid_vector: Any
                                                  independent_reader: ModuleType) -> None:
     rec = expected_failure(name)
     assert independent_reader.check(invalid_vector(name)) == (rec["error"], rec["stage"])
+
+
+@pytest.mark.parametrize("name", [n for n in VALID if n.endswith("original_sizes")])
+def test_valid_vector_original_sizes(name: str, independent_reader: ModuleType) -> None:
+    """§15: both readers report each sample's original size as recorded."""
+    with np.load(VECTORS / "valid" / f"{name}.expected.npz") as z:
+        want = [tuple(int(v) for v in row) for row in z["original_sizes"]]
+    path = VECTORS / "valid" / f"{name}.dcq"
+    with DCQFile(path) as f:
+        assert [f.original_shape(i)[:2] for i in range(len(f))] == want
+        assert f.version == (1, 3)
+    assert independent_reader.IndependentReader(path).original_sizes == want

@@ -317,6 +317,7 @@ class IndependentReader:
             entry["attrs"] = self._json(h5, f"selections/{name}/attrs")
             self.selections[name] = entry
         self.n = n
+        self.original_sizes = self._original_sizes(h5, n)
         self.masks: dict[str, Any] | None = None
         if "patch-mask" in features:  # §13 (otherwise /masks, if any, is ignored: §9)
             self._read_masks(h5)
@@ -326,6 +327,21 @@ class IndependentReader:
             raise self._err("StructureError", "open", "payload_encoding ctx and feature ctx-payload disagree")
         if self.encoding == "ctx":
             self._read_ctx(h5, c)
+
+    # -- §15: original sizes ------------------------------------------------------------
+    def _original_sizes(self, h5: h5py.File, n: int) -> list[tuple[int, int]] | None:
+        """(H0, W0) per sample from /samples/original_height and _width, or None if absent."""
+        names = ("original_height", "original_width")
+        present = [f"samples/{name}" in h5 for name in names]
+        if not any(present):
+            return None
+        if not all(present):
+            raise self._err("StructureError", "open", "only one of the original-size datasets")
+        cols = [self._checked(h5, f"samples/{name}", "<u4", (n,)) for name in names]
+        for name, col in zip(names, cols, strict=True):
+            if col.size and (int(col.min()) < 1 or int(col.max()) > 1 << 24):
+                raise self._err("StructureError", "open", f"/samples/{name} outside 1..2**24")
+        return [(int(h), int(w)) for h, w in zip(cols[0], cols[1], strict=True)]
 
     # -- §14: ctx payload ----------------------------------------------------------------
     def _read_ctx(self, h5: h5py.File, num_clusters: int) -> None:

@@ -244,6 +244,7 @@ class ValidSpec:
     keeps: Callable[[np.random.Generator, int, int, int], np.ndarray] | None = None  # (rng, i, gh, gw)
     flat: tuple[int, ...] = ()  # samples of one colour (index K-1)
     writer_kw: dict[str, Any] = field(default_factory=dict)  # more DCQWriter keywords
+    originals: list[tuple[int, int] | None] | None = None  # §15: add_sample(original_size=)
 
 
 def _future_minor(h5: h5py.File) -> None:
@@ -335,6 +336,13 @@ VALID: list[ValidSpec] = [
     ValidSpec("q1_grey_ctx_worked_example", 1, 1, 2, 1, ["a"], [(1, 3)], "ctx",
               "v1.2 ctx: spec §14.6's worked example, the 1x3 map 0 0 1 as the stream 00 20 00 04 "
               "under row 1023 = (2048, 2048)", post=_ctx_worked_example),
+    # --- version 1.3: §15 original sizes (added with --append) ------------------------------
+    ValidSpec("q2_rgb_zstd_original_sizes", 2, 3, 4, 2, ["a", "b"],
+              [(32, 24), (1, 1), (5, 7), (16, 16)], "zstd",
+              "v1.3 original sizes: §15's worked example (64x48 stored as 32x24), a 1x1 stored "
+              "from 3x2, one sample at its stored size (recorded equal), 16x16 from 33x31; "
+              "expected.npz adds original_sizes", smooth=(0, 3),
+              originals=[(64, 48), (3, 2), None, (33, 31)]),
 ]
 
 
@@ -378,6 +386,8 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
                        "source_size": int(100 + 17 * i)} if i % 5 else {})
             if keeps is not None:
                 kw["keep_mask"] = keeps[i]
+            if spec.originals is not None:
+                kw["original_size"] = spec.originals[i]
             w.add_sample(m, cluster=int(clusters[i]), label=int(labels[i]), **kw)
         if spec.selection:
             ranking = rng.permutation(n)
@@ -401,6 +411,10 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
             expected[f"pixels_{i}"] = masked_pixels(palettes[clusters[i]], m, p, keep, fills)
             expected[f"keep_{i}"] = keep
     expected["labels"] = labels.astype(np.int64)
+    if spec.originals is not None:  # §15: (H0, W0) per sample, the stored size where None
+        expected["original_sizes"] = np.array(
+            [o if o is not None else hw for o, hw in zip(spec.originals, spec.sizes, strict=True)],
+            dtype=np.int64)
     _check_writer_bytes(path, spec, maps, keeps)
     write_npz(folder / f"{spec.name}.expected.npz", expected)
     return {"name": spec.name, "what": spec.what}
@@ -967,6 +981,33 @@ def _ctx_flip_bit_ending_wrong(h5: h5py.File) -> None:
 SAMPLE_FIELDS = ["height", "width", "label", "cluster", "offset", "length", "crc32"]
 STR = h5py.string_dtype("utf-8")
 
+def _original_sizes(drop: str | None = None, height_at: tuple[int, int] | None = None,
+                    short: str | None = None, fix_crc: bool = True) -> Callable[[h5py.File], None]:
+    """Add §15's two datasets (each sample's stored size doubled) to a valid file, then break
+    one rule."""
+    def edit(h5: h5py.File) -> None:
+        n = int(h5.attrs["num_samples"])
+        for name, src in (("original_height", "height"), ("original_width", "width")):
+            if name == drop:
+                continue
+            values = np.asarray(h5[f"samples/{src}"][()], dtype="<u4") * 2
+            if name == short:
+                values = values[: n - 1]
+            ds = h5.create_dataset(f"samples/{name}", data=values)
+            ds.attrs["crc32"] = np.uint32(crc32(values))
+        if height_at is not None:
+            i, v = height_at
+            ds = h5["samples/original_height"]
+            values = ds[()]
+            values[i] = v
+            ds[...] = values
+            if fix_crc:
+                ds.attrs["crc32"] = np.uint32(crc32(values))
+        h5.attrs["dcq_version"] = np.array([1, 3], dtype="<u4")
+    return edit
+
+
+
 INVALID: list[InvalidSpec] = [
     # --- §10.1 not a .dcq file ---------------------------------------------------------
     InvalidSpec("empty", "NotADcqFileError", "open", "an empty file (0 bytes)",
@@ -1235,6 +1276,19 @@ INVALID: list[InvalidSpec] = [
     InvalidSpec("ctx_stale_crc_freq", "ChecksumMismatchError", "open",
                 "one /ctx/freq value changed (row sums kept); its crc32 attribute left stale",
                 h5_edit("ctx", _stale("ctx/freq", _move_one_count))),
+    # --- version 1.3: §15 original sizes (added with --append) ------------------------------
+    InvalidSpec("original_width_missing", "StructureError", "open",
+                "/samples/original_height without /samples/original_width (§15: a pair)",
+                h5_edit("raw", _original_sizes(drop="original_width"))),
+    InvalidSpec("original_height_zero", "StructureError", "open",
+                "/samples/original_height[1] = 0 (crc32 recomputed; §15: 1..2**24)",
+                h5_edit("raw", _original_sizes(height_at=(1, 0)))),
+    InvalidSpec("original_width_short", "StructureError", "open",
+                "/samples/original_width holds N-1 values (§15: shape [N])",
+                h5_edit("raw", _original_sizes(short="original_width"))),
+    InvalidSpec("original_height_stale_crc", "ChecksumMismatchError", "open",
+                "/samples/original_height[0] changed; its crc32 attribute left stale",
+                h5_edit("raw", _original_sizes(height_at=(0, 9), fix_crc=False))),
 ]
 
 

@@ -11,7 +11,7 @@ MAGIC = "dcq"
 VERSION_MAJOR = 1
 #: Highest minor version this reader knows (1.1 adds patch masks, spec §13; 1.2 the ctx
 #: payload encoding, §14). Files that use neither are still written as 1.0.
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 
 #: Features a reader of this version understands. A file lists the features it needs in
 #: the root attribute ``must_understand``; a reader refuses a file naming any other.

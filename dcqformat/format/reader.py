@@ -225,6 +225,15 @@ class DCQFile(MappedPayload):
         i = self._index(i)
         return int(self._meta.height[i]), int(self._meta.width[i]), self._meta.channels
 
+    def original_shape(self, i: int) -> tuple[int, int, int]:
+        """(H, W, C) sample ``i`` had before it was stored smaller (spec §15); its stored
+        shape when the file records no original sizes."""
+        i = self._index(i)
+        m = self._meta
+        if m.original_height is None or m.original_width is None:
+            return self.shape(i)
+        return int(m.original_height[i]), int(m.original_width[i]), m.channels
+
     def __len__(self) -> int:
         return self._meta.num_samples
 

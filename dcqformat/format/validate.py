@@ -33,6 +33,7 @@ from dcqformat.errors import (
 from dcqformat.format import h5checks as H
 from dcqformat.format import layout as L
 from dcqformat.format.gheap import Objects, global_heaps
+from dcqformat.format.original_sizes import read_original_sizes
 from dcqformat.format.source import Source
 from dcqformat.format.vlen import read_string_attribute, read_string_dataset
 
@@ -67,6 +68,8 @@ class FileMetadata:
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
     masks: Any = None  # a dcqformat.format.masks.MaskTable for a file with patch masks (spec §13)
     ctx: Any = None  # a dcqformat.format.ctx.CtxSection for a ctx-encoded file (spec §14)
+    original_height: np.ndarray | None = None  # spec §15: sizes before the writer downscaled
+    original_width: np.ndarray | None = None
     section_bytes: dict[str, int] = field(default_factory=dict)
 
 
@@ -342,6 +345,9 @@ def _read(ctx: _Context) -> FileMetadata:
         meta.masks = read_masks(h5, meta, where, features, ctx.sections)
     from dcqformat.format.ctx import read_ctx
     meta.ctx = read_ctx(h5, meta, where, features, ctx.sections)
+    sizes = read_original_sizes(group, n, where, ctx.sections, ctx.file_size)
+    if sizes is not None:
+        meta.original_height, meta.original_width = sizes
     return meta
 
 

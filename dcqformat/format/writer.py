@@ -33,57 +33,19 @@ from dcqformat.format import ctx as C
 from dcqformat.format import ctx_writer as CW
 from dcqformat.format import layout as L
 from dcqformat.format.masks import FEATURE, MaskWriter
+from dcqformat.format.original_sizes import MINOR_VERSION as ORIGINAL_SIZES_MINOR
+from dcqformat.format.original_sizes import OriginalSizeWriter
 from dcqformat.format.publish import TempFile, publish_error, remove_stale
 from dcqformat.format.spool import PayloadSpool
+from dcqformat.format.write_checks import (
+    check_class_names,
+    checked_int,
+    crc32_of,
+    deflate_options,
+    utf8_text,
+)
 
 _COPY_CHUNK = 16 << 20
-
-
-def _deflate(n: int) -> dict[str, Any]:
-    """HDF5 shuffle + deflate (built into every HDF5 build) for per-sample metadata arrays;
-    tiny arrays stay contiguous because a chunk index costs more than it saves."""
-    if n < L.METADATA_DEFLATE_MIN:
-        return {}
-    return {"chunks": (min(n, 1 << 20),), "shuffle": True, "compression": "gzip",
-            "compression_opts": 6}
-
-
-def _checked_int(name: str, value: Any, lo: int, hi: int, sample: int) -> int:
-    """``value`` as an int in ``lo..hi`` (bools and floats refused), else InvalidArgumentError."""
-    try:
-        return check_int(value, name, minimum=lo, maximum=hi)
-    except InvalidArgumentError as exc:
-        raise InvalidArgumentError(f"sample {sample}: {exc}") from None
-
-
-def _utf8(text: str, what: str) -> str:
-    """``text`` when it encodes as UTF-8 (no lone surrogates), else InvalidArgumentError."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgumentError(f"{what} {text!r} is not valid Unicode text ({exc.reason})") from None
-    return text
-
-
-def check_class_names(classes: Any) -> list[str]:
-    """The class names as a list: any iterable of names (not one string), each non-empty UTF-8
-    text without newline or NUL, all different (spec §4), else InvalidArgumentError."""
-    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
-        raise InvalidArgumentError(
-            f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
-    names = [_utf8(str(c), "class name") for c in classes]
-    if not names:
-        raise InvalidArgumentError("classes must name at least one class, got an empty list")
-    bad = [c for c in names if not c or "\n" in c or "\0" in c]
-    if bad:
-        raise InvalidArgumentError(f"class names must be non-empty without newline or NUL, got {bad[0]!r}")
-    if len(set(names)) != len(names):
-        raise InvalidArgumentError(f"classes must be unique, got {names!r}")
-    return names
-
-
-def _crc32(array_: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(array_).tobytes()) & 0xFFFFFFFF
 
 
 class DCQWriter:
@@ -179,6 +141,7 @@ class DCQWriter:
         self._selections: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
         self._masks = None if patch_size is None else MaskWriter(patch_size)
         self._fields = {name: array("Q") for name in ("height", "width", "label", "cluster")}
+        self._original = OriginalSizeWriter()
         self._source_paths: list[str] = []
         self._source_sizes = array("q")
         self._any_source = False
@@ -240,7 +203,7 @@ class DCQWriter:
         if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
             raise InvalidArgumentError(
                 f"selection name must be a non-empty string without '/' or NUL, not '.' or '..', got {name!r}")
-        _utf8(name, "selection name")
+        utf8_text(name, "selection name")
         try:
             json.dumps(dict(attrs), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -267,8 +230,12 @@ class DCQWriter:
         keep_mask: np.ndarray | None = None,
         fills: np.ndarray | None = None,
         theta: float | None = None,
+        original_size: tuple[int, int] | None = None,
     ) -> int:
         """Append one image given as its palette-index map (uint8 [H, W], values < K).
+
+        ``original_size`` ``(H0, W0)``: the image's size before it was stored smaller (spec
+        §15; None: the stored size).
 
         In a writer opened with ``patch_size``: ``keep_mask`` is the boolean patch grid
         ``[ceil(H/P), ceil(W/P)]`` (None: all kept), ``fills`` one palette index per dropped
@@ -278,7 +245,7 @@ class DCQWriter:
         Returns the sample's position in the file.
         """
         self._check_open()
-        path_text = "" if source_path is None else _utf8(str(source_path), f"sample {len(self)}: source_path")
+        path_text = "" if source_path is None else utf8_text(str(source_path), f"sample {len(self)}: source_path")
         if "\n" in path_text:
             raise InvalidArgumentError(f"sample {len(self)}: source_path must not contain a newline")
         idx = np.asarray(indices)
@@ -300,10 +267,11 @@ class DCQWriter:
             )
         # Every argument is checked before any state changes, so a refused sample leaves the
         # writer exactly as it was.
-        cluster = _checked_int("cluster", cluster, 0, L.MAX_CLUSTER, len(self))
-        label = _checked_int("label", label, 0, len(self.classes) - 1, len(self))
-        size_value = -1 if source_size is None else _checked_int(
+        cluster = checked_int("cluster", cluster, 0, L.MAX_CLUSTER, len(self))
+        label = checked_int("label", label, 0, len(self.classes) - 1, len(self))
+        size_value = -1 if source_size is None else checked_int(
             "source_size", source_size, -1, L.MAX_SOURCE_SIZE, len(self))
+        original = self._original.check(original_size, (h, w), len(self))
         prepared = None
         if self._masks is not None:
             prepared = self._masks.prepare(idx, keep_mask, fills, theta, self.palette_size, len(self))
@@ -328,6 +296,7 @@ class DCQWriter:
         f["label"].append(label)
         f["cluster"].append(cluster)
         self._stored_pixels.append(int(idx.size))
+        self._original.add(original, (h, w))
         if prepared is not None and self._masks is not None:
             self._masks.commit(prepared)
         if source_path is not None or source_size is not None:
@@ -430,7 +399,8 @@ class DCQWriter:
         masked = self._masks is not None
         coded = chosen.encoding == C.ENCODING
         features = [FEATURE] * masked + [C.FEATURE] * coded
-        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, 2 if coded else (1 if masked else 0)], dtype="<u4")
+        minor = max(2 * coded, int(masked), ORIGINAL_SIZES_MINOR * self._original.differs)
+        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, minor], dtype="<u4")
         a.create(L.ATTR_MUST_UNDERSTAND, data=np.array(features, dtype=object),
                  dtype=h5py.string_dtype("utf-8"))
         a[L.ATTR_BITS] = np.uint8(self.bits)
@@ -456,6 +426,7 @@ class DCQWriter:
         columns.update(offset=offsets, length=lengths, crc32=np.frombuffer(chosen.crcs, dtype=np.uint64))
         for name, dtype in L.SAMPLE_FIELDS.items():
             self._write_array(group, name, columns[name].astype(dtype), compress=True)
+        self._original.write(group, self._write_array)
 
         payload = h5.create_dataset(L.DS_PAYLOAD, shape=(chosen.size,), dtype=np.uint8)
         payload.attrs[L.ATTR_CRC32] = np.uint32(chosen.crc & 0xFFFFFFFF)
@@ -494,5 +465,5 @@ class DCQWriter:
     @staticmethod
     def _write_array(group: h5py.Group, name: str, values: np.ndarray, compress: bool = False) -> None:
         values = np.ascontiguousarray(values)
-        ds = group.create_dataset(name, data=values, **(_deflate(values.shape[0]) if compress else {}))
-        ds.attrs[L.ATTR_CRC32] = np.uint32(_crc32(values))
+        ds = group.create_dataset(name, data=values, **(deflate_options(values.shape[0]) if compress else {}))
+        ds.attrs[L.ATTR_CRC32] = np.uint32(crc32_of(values))
