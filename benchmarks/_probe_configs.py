@@ -273,7 +273,7 @@ def read_config_file(path: Path) -> list[str]:
 
 def resolve_configs(names: list[str], frontier: bool = False) -> list[Config]:
     """Configs for ``names`` (duplicates dropped, order kept); with ``frontier`` every dcq row
-    also gets ``webp@ROW`` and ``png8@ROW``."""
+    also gets ``webp@ROW`` and ``png8@ROW`` (ROW without its ``load.`` keys: the same file)."""
     out: list[Config] = []
     seen: set[str] = set()
 
@@ -286,6 +286,7 @@ def resolve_configs(names: list[str], frontier: bool = False) -> list[Config]:
         c = parse_config(n)
         add(c)
         if frontier and c.kind == "dcq":
+            file_row = c.name.split(",load.")[0]  # loader keys change no byte: match the file
             for base in ("webp", "png8"):
-                add(parse_config(f"{base}@{c.name}"))
+                add(parse_config(f"{base}@{file_row}"))
     return out

@@ -8,7 +8,7 @@ import platform
 from typing import Any
 
 import numpy as np
-from _probe_configs import CONFIGS
+from _probe_configs import CONFIGS, parse_config
 from _probe_train import Settings
 
 
@@ -190,10 +190,12 @@ def _points(state: dict[str, Any], n_train: int) -> dict[str, tuple[float, float
     return out
 
 
-def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, ref: str) -> tuple[str, str, float]:
-    """(bytes cell, accuracy cell, mean) of the ``kind`` row matched to ``ref`` (first found)."""
+def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, row: Any) -> tuple[str, str, float]:
+    """(bytes cell, accuracy cell, mean; nan when above the bytes) of the first ``kind`` row
+    matched to the bytes of ``row``'s file."""
     for name, c in state.get("configs", {}).items():
-        if c.kind == kind and c.ref == ref and name in points:
+        if c.kind == kind and c.ref and name in points and \
+                parse_config(c.ref).file_key() == row.file_key():
             enc = state["rows"][name].get("encode", {})
             how = (f"q {enc.get('quality')}" if kind == "webp" else f"{enc.get('colours')} col")
             if enc.get("scale", 1.0) != 1.0:
@@ -201,7 +203,8 @@ def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, ref: str) 
             if not enc.get("under", True):
                 how += ", ABOVE"
             b, m, s, k = points[name]
-            return f"{b:.0f} ({how})", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"), m
+            return (f"{b:.0f} ({how})", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"),
+                    m if enc.get("under", True) else float("nan"))
     return "–", "–", float("nan")
 
 
@@ -219,7 +222,7 @@ def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
              "(WebP and PNG-8 included) has at most these bytes and a higher mean accuracy. "
              "Beside each dcq row: WebP (method 6, highest quality at or under its bytes) and "
              "per-image k-means PNG-8 (colours matched at or under its bytes; ×s = downscaled); "
-             "ABOVE = even the smallest setting exceeds the bytes.",
+             "ABOVE = even the smallest setting exceeds the bytes (left out of 'best').",
              "",
              "| B/img | row | accuracy % | ★ | WebP B/img | WebP acc % | PNG-8 B/img | PNG-8 acc % | best at these bytes |",
              "|---:|---|---:|:-:|---:|---:|---:|---:|---|"]
@@ -231,13 +234,15 @@ def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
         cells = ["–", "–", "–", "–"]
         best = ""
         if c is not None and c.kind == "dcq":
-            wb, wa, wm = _beside(state, points, "webp", name)
-            pb_, pa, pm_ = _beside(state, points, "png8", name)
+            wb, wa, wm = _beside(state, points, "webp", c)
+            pb_, pa, pm_ = _beside(state, points, "png8", c)
             cells = [wb, wa, pb_, pa]
             cands = [(m, "dcq"), (wm, "webp"), (pm_, "png8")]
             cands = [(v, n) for v, n in cands if not np.isnan(v)]
             if len(cands) > 1:
                 cands.sort(reverse=True)
                 best = f"{cands[0][1]} (+{cands[0][0] - cands[1][0]:.2f} over {cands[1][1]})"
+            elif "ABOVE" in wb + pb_:
+                best = "dcq (WebP / PNG-8 cannot get down to these bytes)"
         lines.append(f"| {b:.0f} | {name} | {acc} | {star} | " + " | ".join(cells) + f" | {best} |")
     return lines

@@ -136,6 +136,8 @@ def test_fixed_names_are_stable_and_generic_names_parse(probe):
         ["dcq:bits=1,scale=0.5", "webp@dcq:bits=1,scale=0.5", "original"]
     names = [x.name for x in probe.resolve_configs(["dcq-q1", "original", "dcq-q1"], frontier=True)]
     assert names == ["dcq-q1", "webp@dcq-q1", "png8@dcq-q1", "original"]
+    names = [x.name for x in probe.resolve_configs(["dcq:bits=1,load.combine=2"], frontier=True)]
+    assert names == ["dcq:bits=1,load.combine=2", "webp@dcq:bits=1", "png8@dcq:bits=1"]  # same file
 
 
 def test_rows_that_cannot_run_say_why(probe, tmp_path):
@@ -264,3 +266,7 @@ def test_frontier_table_sorts_by_bytes_and_marks_the_frontier(probe):
     assert "q 7" in q2 and "65.00 ± 1.41" in q2 and "3 col, ×0.5" in q2
     assert "webp (+4.00 over dcq)" in q2
     assert q1.startswith(f"| {2000 / 48:.0f} |")
+    # a baseline that cannot get down to the bytes is shown, flagged, and not called the best
+    state["rows"]["png8@dcq-q2"] = row("png8", 4000, [90, 90], colours=2, scale=1.0, under=False)
+    q2 = [ln for ln in frontier_table(state, st) if ln.startswith("| 62 | dcq-q2")][0]
+    assert "2 col, ABOVE" in q2 and "webp (+4.00 over dcq)" in q2
