@@ -37,6 +37,15 @@ class PayloadError(DcqError):
     """A sample's payload bytes cannot be decoded (bad zstd frame, index >= K, wrong length)."""
 
 
+class PixelLimitError(DcqError):
+    """A sample has more pixels than the reader's ``max_pixels`` guard allows (a
+    decompression-bomb guard, like Pillow's ``MAX_IMAGE_PIXELS``); raise the limit to read it."""
+
+
+class FileChangedError(DcqError):
+    """The file was replaced or modified after it was opened and validated; reopen it."""
+
+
 class InputImageError(DcqError):
     """A source image cannot be read or converted (corrupt, zero-size, unsupported mode)."""
 
@@ -46,11 +55,21 @@ class InvalidArgumentError(DcqError):
 
 
 class WriteError(DcqError):
-    """A writer was used out of order (sample after close, missing palettes, ...)."""
+    """An output cannot be written: a writer used out of order (sample after close, missing
+    palettes, ...), a target that exists, a full disk or a folder without write permission."""
+
+
+class ShardMismatchError(InvalidArgumentError):
+    """The files given to a merge are not the shards of one conversion."""
 
 
 class RankFailedError(DcqError):
     """Another rank of a torch.distributed job failed; this rank stopped at the next check."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process got SIGTERM; the command line turns it into this so that it takes Ctrl-C's
+    clean-up path (a KeyboardInterrupt, not a DcqError: it is no failure of the input)."""
 
 
 __all__ = [
@@ -61,8 +80,12 @@ __all__ = [
     "StructureError",
     "ChecksumMismatchError",
     "PayloadError",
+    "PixelLimitError",
+    "FileChangedError",
     "InputImageError",
     "InvalidArgumentError",
     "WriteError",
+    "ShardMismatchError",
     "RankFailedError",
+    "Terminated",
 ]

@@ -446,10 +446,10 @@ def test_kernels_work_with_jit_disabled() -> None:
         import numba
         from numba.core import config
         assert config.DISABLE_JIT
-        from dcqformat.codecs import decode_into, decode_many_into, nearest_palette_index
+        from dcqformat.codecs import decode_into, decode_many_into, decode_masked_into, pack_indices as pk
         from dcqformat.codecs import pack_indices, unpack_indices
         from dcqformat.codecs.palette import decode_kernel
-        from dcqformat.codecs.reference import decode_ref, nearest_ref, pack_ref
+        from dcqformat.codecs.reference import decode_masked_ref, decode_ref, pack_ref
         assert not hasattr(decode_kernel, "signatures")  # a plain Python function
         rng = np.random.default_rng(0)
         for bits in range(1, 9):
@@ -471,9 +471,14 @@ def test_kernels_work_with_jit_disabled() -> None:
         z = np.zeros(1, dtype=np.int64)
         assert decode_many_into(p, z, z + 8, z + 1, pal3, 2, out, z, False) == -1
         assert (out.reshape(8, 3) == pal3[1][np.arange(8) % 4]).all()
-        px = rng.normal(size=(50, 3)).astype(np.float32)
-        pl = rng.normal(size=(9, 3)).astype(np.float32)
-        assert (nearest_palette_index(px, pl) == nearest_ref(px, pl)).all()
+        keep = np.packbits(np.array([1, 0, 1, 1, 0, 1], np.uint8), bitorder="little")  # 5x7 at P=3
+        kept = rng.integers(0, 4, size=9 + 3 + 6 + 2, dtype=np.uint8)  # patches 0, 2, 3, 5
+        fills = np.array([3, 1], np.uint8)
+        pk_kept = pk(kept, 2)
+        out = np.empty(5 * 7 * 3, dtype=np.uint8)
+        assert decode_masked_into(pk_kept, 2, 5, 7, 3, keep, fills, pal3[0], out, True) == 0
+        keep_bool = np.array([1, 0, 1, 1, 0, 1], bool)
+        assert (out == decode_masked_ref(pk_kept, 2, 5, 7, 3, keep_bool, fills, pal3[0], True)).all()
         print("ok")
         """
     )

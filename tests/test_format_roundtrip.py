@@ -287,7 +287,7 @@ def test_cli_verify_good_and_corrupt(write_dcq: Any, tmp_path: Path,
     assert cli_main(["verify", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
     with DCQFile(path) as f:
-        start = f._meta.payload_offset  # flip the first payload byte on disk
+        start = f.metadata.payload_offset  # flip the first payload byte on disk
     bad = tmp_path / "corrupt.dcq"
     data = bytearray(path.read_bytes())
     data[start] ^= 0x10

@@ -112,7 +112,7 @@ def test_convert_fixed_drop_stores_a_quarter_fewer_pixels(folder: Path, tmp_path
         assert np.array_equal(a[pm], b[pm])  # same palettes and indices where kept
     assert np.allclose(f.thetas, 0.25)
     # 18 tiny images: HDF5 object headers of /masks dominate the file; the payload shrinks by 1/4
-    assert f._meta.payload_size <= 0.76 * plain._meta.payload_size
+    assert f.metadata.payload_size <= 0.76 * plain.metadata.payload_size
     rep = f.info()["patch_mask"]
     assert rep["kept_patch_fraction"] == pytest.approx(0.75, abs=0.01) and rep["net_bytes_saved"] > 0
     assert s1.patch_drop["mode"] == "fixed" and f.provenance["patch_drop"]["theta"] == 0.25

@@ -217,16 +217,16 @@ def test_dataloader_no_workers(files: dict[str, Path], collate: str) -> None:
     assert torch.equal(x, torch.from_numpy(np.stack(imgs))) and y.tolist() == labels
 
 
-def test_dataloader_fork_workers_persistent_and_reopened_maps(files: dict[str, Path]) -> None:
+def test_dataloader_fork_workers_persistent_and_inherited_maps(files: dict[str, Path]) -> None:
     paths = [files["shard0"], files["shard1"], files["shard2"]]
     ds = DCQDataset(paths)
     imgs, labels = expected(paths)
-    ds[0]  # the parent opens its memory map before forking
+    ds[0]  # the parent maps the validated files at open; fork workers inherit the maps
     parent_pid = os.getpid()
 
-    def report(batch: DCQBatch) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int | None]]]:
+    def report(batch: DCQBatch) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         images, ys = DCQDataset.collate(batch)
-        return images, ys, [(os.getpid(), f._pid) for f in ds.files]
+        return images, ys, [(os.getpid(), len(f)) for f in ds.files]
 
     loader = DataLoader(ds, batch_size=8, num_workers=2, collate_fn=report, persistent_workers=True,
                         multiprocessing_context="fork")
@@ -236,10 +236,8 @@ def test_dataloader_fork_workers_persistent_and_reopened_maps(files: dict[str, P
         assert torch.equal(x, torch.from_numpy(np.stack(imgs)))
         assert torch.cat([b[1] for b in out]).tolist() == labels
         for _, _, pids in out:
-            for child, mapped_by in pids:
-                assert child != parent_pid
-                assert mapped_by in (child, None)  # a shard the worker touched was re-mapped there
-        assert any(mapped_by is not None for _, _, pids in out for _, mapped_by in pids)
+            for child, _n in pids:
+                assert child != parent_pid  # decoded in the workers, from the inherited maps
 
 
 def test_dataloader_fork_default_collate_with_sampler(files: dict[str, Path]) -> None:
@@ -276,7 +274,7 @@ def test_pickle_round_trip_drops_and_reopens_map(files: dict[str, Path]) -> None
     assert copy.files[0]._mm is None and copy.files[0]._payload is None
     assert copy._targets is None  # not carried; rebuilt on demand
     assert torch.equal(copy[0][0], first) and copy.targets == ds.targets
-    assert copy.files[0]._mm is not None and copy.files[0]._pid == os.getpid()
+    assert copy.files[0]._mm is not None  # mapped again, identity checked
     assert len(blob) < 20_000
 
 

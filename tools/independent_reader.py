@@ -201,7 +201,48 @@ class IndependentReader:
         with h5:
             self._read_metadata(h5, size)
 
+    def _check_links(self, h5: h5py.File) -> None:
+        """§4, §10.11: every link is a hard link; checked before any object is opened by name
+        (h5py's link visit does not follow soft or external links)."""
+        found: list[tuple[str, int]] = []
+
+        def visit(name: bytes, info: Any) -> int | None:
+            if info.type != h5py.h5l.TYPE_HARD:
+                found.append((name.decode("utf-8", "replace"), int(info.type)))
+                return 1
+            return None
+
+        h5.id.links.visit(visit, info=True)
+        if found:
+            raise self._err("StructureError", "open", f"/{found[0][0]} is a link of type {found[0][1]}, not a hard link")
+
+    def _contiguous(self, ds: h5py.Dataset, path: str) -> None:
+        dcpl = ds.id.get_create_plist()
+        if (dcpl.get_layout() != h5py.h5d.CONTIGUOUS or dcpl.get_nfilters()
+                or dcpl.get_external_count()):
+            raise self._err("StructureError", "open", f"/{path} is not contiguous without filters")
+
+    def _classes(self, h5: h5py.File, num_classes: int) -> list[str]:
+        """§4, §10.13: /classes, variable-length UTF-8 strings, contiguous, names non-empty,
+        without newline or NUL, unique."""
+        ds = self._dataset(h5, "classes", None, (num_classes,))
+        info = h5py.check_string_dtype(ds.dtype)
+        if info is None or info.length is not None:
+            raise self._err("StructureError", "open", "/classes is not a variable-length string dataset")
+        self._contiguous(ds, "classes")
+        raw = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in ds[()]]
+        if crc32(b"\n".join(raw)) != int(ds.attrs["crc32"]):
+            raise self._err("ChecksumMismatchError", "open", "/classes: CRC-32 differs")
+        try:
+            names = [v.decode("utf-8") for v in raw]
+        except UnicodeDecodeError:
+            raise self._err("StructureError", "open", "a class name is not UTF-8") from None
+        if any(not n or "\n" in n or "\0" in n for n in names) or len(set(names)) != len(names):
+            raise self._err("StructureError", "open", f"class names {names!r} break the rules of §4")
+        return names
+
     def _read_metadata(self, h5: h5py.File, file_size: int) -> None:
+        self._check_links(h5)
         if "dcq_format" not in h5.attrs or self._str_attr(h5, "dcq_format") != "dcq":  # §10.1
             raise self._err("NotADcqFileError", "open", "dcq_format is not 'dcq'")
         if "dcq_version" not in h5.attrs:
@@ -234,12 +275,8 @@ class IndependentReader:
         if n > file_size:  # guard allocations: a sample needs at least one stored byte
             raise self._err("StructureError", "open", f"num_samples {n} > file size")
         # §4 datasets
-        ds = self._dataset(h5, "classes", None, (num_classes,))
-        if h5py.check_string_dtype(ds.dtype) is None:
-            raise self._err("StructureError", "open", "/classes is not a string dataset")
-        self.classes = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in ds[()]]
-        if crc32("\n".join(self.classes).encode("utf-8")) != int(ds.attrs["crc32"]):
-            raise self._err("ChecksumMismatchError", "open", "/classes: CRC-32 differs")
+        self.classes = self._classes(h5, num_classes)
+        self._contiguous(self._dataset(h5, "palettes", "u1", (c, k, ch)), "palettes")
         self.palettes = self._checked(h5, "palettes", "u1", (c, k, ch))
         # Kept as Python ints: no fixed-width overflow in H*W or offset + length.
         self.samples = {name: [int(v) for v in self._checked(h5, f"samples/{name}", dt, (n,))]

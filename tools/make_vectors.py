@@ -684,6 +684,49 @@ def _masked_kept_index_7(h5: h5py.File) -> None:
     set_stored(h5, stored)
 
 
+# --- hard links only, /classes rules, storage layouts (added with --append, 2026-12) ------
+def _self_external_link(h5: h5py.File) -> None:
+    """/classes becomes an external link into the file itself (to a self-consistent copy):
+    a reader that follows links accepts it."""
+    h5.copy("classes", "x_copy_of_classes")
+    del h5["classes"]
+    h5["classes"] = h5py.ExternalLink(Path(h5.filename).name, "/x_copy_of_classes")
+
+
+def _soft_link_palettes(h5: h5py.File) -> None:
+    h5.copy("palettes", "x_copy_of_palettes")
+    del h5["palettes"]
+    h5["palettes"] = h5py.SoftLink("/x_copy_of_palettes")
+
+
+def _classes(names: list[bytes], dtype: Any = None) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        replace_dataset(h5, "classes", np.array(names, dtype=object if dtype is None else dtype),
+                        dtype=STR if dtype is None else dtype, crc=crc32(b"\n".join(names)))
+    return edit
+
+
+def _payload_compact(h5: h5py.File) -> None:
+    payload, stored = h5["payload"][()], h5["payload"].attrs["crc32"]
+    del h5["payload"]
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.COMPACT)
+    ds = h5py.Dataset(h5py.h5d.create(h5.id, b"payload", h5py.h5t.NATIVE_UINT8,
+                                      h5py.h5s.create_simple(payload.shape), dcpl=dcpl))
+    ds[...] = payload
+    ds.attrs["crc32"] = stored
+
+
+def _palettes_chunked(h5: h5py.File) -> None:
+    replace_dataset(h5, "palettes", h5["palettes"][()], chunks=(1, 5, 3))
+
+
+def _classes_vlen_length(data: bytearray, base_path: Path) -> None:
+    at = dataset_file_offset(base_path, "classes")  # the first 16-byte descriptor of /classes
+    assert struct.unpack_from("<I", data, at)[0] == 1  # 'a'
+    struct.pack_into("<I", data, at, 1 << 20)
+
+
 SAMPLE_FIELDS = ["height", "width", "label", "cluster", "offset", "length", "crc32"]
 STR = h5py.string_dtype("utf-8")
 
@@ -875,6 +918,32 @@ INVALID: list[InvalidSpec] = [
     InvalidSpec("masks_stale_crc_theta", "ChecksumMismatchError", "open",
                 "/masks/theta[0] changed (still in 0..1); its crc32 attribute left stale",
                 h5_edit("masked_raw", _stale("masks/theta", lambda a: a.__setitem__(0, 0.125)))),
+    # --- §10.11-13 (2026-12; added with --append): hard links only, /classes rules, layouts
+    InvalidSpec("link_external_classes", "StructureError", "open",
+                "/classes is an external link into the file itself (to a copy with the right "
+                "crc32): a reader that follows it reads valid names", h5_edit("raw", _self_external_link)),
+    InvalidSpec("link_soft_palettes", "StructureError", "open",
+                "/palettes is a soft link to a copy of the palettes at /x_copy_of_palettes",
+                h5_edit("raw", _soft_link_palettes)),
+    InvalidSpec("classes_duplicate", "StructureError", "open",
+                "classes are ['a', 'a'] (crc32 right)", h5_edit("raw", _classes([b"a", b"a"]))),
+    InvalidSpec("classes_empty_name", "StructureError", "open",
+                "classes are ['', 'b'] (crc32 right)", h5_edit("raw", _classes([b"", b"b"]))),
+    InvalidSpec("classes_newline", "StructureError", "open",
+                "classes are ['a\\nx', 'b'] (crc32 over the names joined by newlines)",
+                h5_edit("raw", _classes([b"a\nx", b"b"]))),
+    InvalidSpec("classes_fixed_length", "StructureError", "open",
+                "/classes stored as fixed-length 1-byte strings ('a', 'b'), not variable-length UTF-8",
+                h5_edit("raw", _classes([b"a", b"b"], "S1"))),
+    InvalidSpec("classes_vlen_length_mismatch", "StructureError", "open",
+                "the descriptor of class 0 declares 1 MiB; its global heap object holds 1 byte "
+                "(HDF5 would allocate the declared size before noticing)",
+                byte_edit("raw", _classes_vlen_length)),
+    InvalidSpec("payload_compact", "StructureError", "open",
+                "/payload uses the compact layout (MUST be contiguous; not a truncation)",
+                h5_edit("raw", _payload_compact)),
+    InvalidSpec("palettes_chunked", "StructureError", "open",
+                "/palettes is chunked (MUST be contiguous)", h5_edit("raw", _palettes_chunked)),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Numba codecs of dcqformat: bit packing, palette decode, nearest-colour assignment.
+"""Numba codecs of dcqformat: bit packing, palette decode, patch masks.
 
 Every public function validates its arguments in Python and then calls an ``@njit`` kernel
 (``cache=True, nogil=True``); the kernels do no bounds checks. Each kernel has a pure-NumPy
@@ -14,7 +14,8 @@ Public API:
   -- the normative q-bit little-endian layout (see :mod:`dcqformat.codecs.bitpack`);
 * :func:`decode_into`, :func:`decode_many_into` -- unpack + palette gather into uint8 buffers,
   HWC or planar CHW (see :mod:`dcqformat.codecs.palette`);
-* :func:`nearest_palette_index` -- nearest colour, ties to the lowest index.
+* :func:`gather_kept`, :func:`scatter_kept`, :func:`decode_masked_into`, :func:`mask_stats`
+  -- the patch masks of spec §13 (see :mod:`dcqformat.codecs.patches`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from dcqformat.codecs.bitpack import (
     padding_is_zero,
     unpack_indices,
 )
-from dcqformat.codecs.nearest import nearest_palette_index
 from dcqformat.codecs.palette import decode_into, decode_many_into
+from dcqformat.codecs.patches import decode_masked_into, gather_kept, mask_stats, scatter_kept
 
 __all__ = [
     "MAX_BITS",
@@ -37,9 +38,12 @@ __all__ = [
     "check_bits",
     "decode_into",
     "decode_many_into",
-    "nearest_palette_index",
+    "decode_masked_into",
+    "gather_kept",
+    "mask_stats",
     "pack_indices",
     "packed_size",
     "padding_is_zero",
+    "scatter_kept",
     "unpack_indices",
 ]

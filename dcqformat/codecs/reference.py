@@ -11,9 +11,12 @@ import numpy as np
 
 __all__ = [
     "decode_many_ref",
+    "decode_masked_ref",
     "decode_ref",
-    "nearest_ref",
+    "gather_ref",
+    "mask_stats_ref",
     "pack_ref",
+    "scatter_ref",
     "unpack_ref",
 ]
 
@@ -87,18 +90,79 @@ def decode_many_ref(
     return out, -1
 
 
-def nearest_ref(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Index of the nearest palette colour per pixel; squared Euclidean, ties to lowest index.
+# -- patch masks (spec §13; kernels in dcqformat.codecs.patches) ------------------------------
 
-    Distances accumulate in float64 channel by channel in order (as the kernel does), and
-    ``argmin`` returns the first minimum, i.e. the lowest index.
-    """
-    px = np.asarray(pixels, dtype=np.float32).astype(np.float64)
-    pal = np.asarray(palette, dtype=np.float32).astype(np.float64)
-    d = np.zeros((px.shape[0], pal.shape[0]), dtype=np.float64)
-    for c in range(px.shape[1]):
-        diff = px[:, c, None] - pal[None, :, c]
-        d += diff * diff
-    if d.shape[0] == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return np.argmin(d, axis=1).astype(np.uint8)
+
+def _patch_of_pixel(h: int, w: int, p: int) -> np.ndarray:
+    """Patch number ``(y // p) * ceil(w / p) + x // p`` of every pixel, raveled row-major."""
+    gw = -(-w // p)
+    ys, xs = np.divmod(np.arange(h * w, dtype=np.int64), w)
+    return (ys // p) * gw + xs // p
+
+
+def _patch_order(h: int, w: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat pixel indices in patch order (patches raster, pixels raster) and their patch ids."""
+    pid = _patch_of_pixel(h, w, p)
+    perm = np.argsort(pid, kind="stable")
+    return perm, pid[perm]
+
+
+def gather_ref(idx: np.ndarray, p: int, keep: np.ndarray) -> np.ndarray:
+    """The indices of the kept patches of ``idx`` ``[H, W]`` in patch order (``keep`` boolean
+    ``[G]``, row-major over the patch grid)."""
+    h, w = idx.shape
+    perm, pids = _patch_order(h, w, p)
+    return np.asarray(idx).reshape(-1)[perm][np.asarray(keep, bool).reshape(-1)[pids]]
+
+
+def scatter_ref(kept: np.ndarray, h: int, w: int, p: int, keep: np.ndarray,
+                fills: np.ndarray | None) -> np.ndarray:
+    """The ``[h, w]`` index map from the kept indices (patch order) and one fill per dropped
+    patch (None: zeros in dropped patches)."""
+    keep = np.asarray(keep, bool).reshape(-1)
+    perm, pids = _patch_order(h, w, p)
+    out = np.zeros(h * w, np.uint8)
+    out[perm[keep[pids]]] = kept
+    if fills is not None:
+        fill_of = np.zeros(keep.size, np.uint8)
+        fill_of[np.flatnonzero(~keep)] = fills
+        pid = _patch_of_pixel(h, w, p)
+        dropped = ~keep[pid]
+        out[dropped] = fill_of[pid[dropped]]
+    return out.reshape(h, w)
+
+
+def decode_masked_ref(packed: np.ndarray, bits: int, h: int, w: int, p: int, keep: np.ndarray,
+                      fills: np.ndarray | None, palette: np.ndarray, planar: bool) -> np.ndarray:
+    """Decode a masked sample to a flat uint8 array (HWC, or CHW if ``planar``): unpack the kept
+    indices, scatter them (:func:`scatter_ref`) and look every pixel up in ``palette``; dropped
+    patches take their fill's colour, or zeros when ``fills`` is None."""
+    keep = np.asarray(keep, bool).reshape(-1)
+    areas = np.bincount(_patch_of_pixel(h, w, p), minlength=keep.size)
+    kept = unpack_ref(packed, int(areas[keep].sum()), bits)
+    index_map = scatter_ref(kept, h, w, p, keep, fills)
+    pixels = np.asarray(palette, np.uint8)[index_map.reshape(-1)]
+    if fills is None:
+        pixels[~keep[_patch_of_pixel(h, w, p)]] = 0
+    return np.ascontiguousarray(pixels.T if planar else pixels).reshape(-1)
+
+
+def mask_stats_ref(keep: np.ndarray, heights: np.ndarray, widths: np.ndarray, p: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per sample the kept patches and kept pixels of the concatenated masks ``keep`` (each
+    sample's ceil(G/8) bytes, in order), and the first sample whose padding bits are not zero
+    (or -1)."""
+    kp = np.zeros(len(heights), np.int64)
+    px = np.zeros(len(heights), np.int64)
+    bad, start = -1, 0
+    for i, (h, w) in enumerate(zip(np.asarray(heights).tolist(), np.asarray(widths).tolist(), strict=True)):
+        g = (-(-h // p)) * (-(-w // p))
+        n_bytes = (g + 7) // 8
+        bits = np.unpackbits(np.asarray(keep[start:start + n_bytes], np.uint8), bitorder="little").astype(bool)
+        areas = np.bincount(_patch_of_pixel(h, w, p), minlength=g)
+        kp[i] = bits[:g].sum()
+        px[i] = areas[bits[:g]].sum()
+        if bad < 0 and bits[g:].any():
+            bad = i
+        start += n_bytes
+    return kp, px, bad

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def storage_report(f: DCQFile) -> dict[str, Any]:
     """Build the report dict for ``f`` (what ``dcqformat info --json`` prints)."""
-    m = f._meta
+    m = f.metadata
     n = m.num_samples
     pixels = int((m.height.astype(np.int64) * m.width.astype(np.int64)).sum())
     sections = dict(sorted(m.section_bytes.items()))

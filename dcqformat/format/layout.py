@@ -68,6 +68,9 @@ METADATA_DEFLATE_MIN = 64
 #: Largest accepted side of one image and largest pixel count (guards allocation).
 MAX_SIDE = 1 << 16
 MAX_PIXELS = 1 << 28
+#: The reader's default per-sample pixel guard (``DCQFile(max_pixels=...)``): Pillow's
+#: ``MAX_IMAGE_PIXELS``, int(1024 * 1024 * 1024 // 4 // 3) -- 268 MB of RGB in one image.
+DEFAULT_MAX_PIXELS = 89_478_485
 #: Largest values the per-sample ``cluster`` (<u4) and source ``size`` (<i8) fields hold.
 MAX_CLUSTER = (1 << 32) - 1
 MAX_SOURCE_SIZE = (1 << 63) - 1

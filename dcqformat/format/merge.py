@@ -9,8 +9,9 @@ The merge refuses (:class:`ShardMismatchError`) shards that disagree on anything
 shares -- bits, channels, palette size, classes, palettes, fit, source listing, parameters,
 shard count -- and an incomplete or repeated set of shards. It then writes every sample, in
 ascending listing position (the canonical order of a single-process run), through
-:class:`~dcqformat.format.writer.DCQWriter` (temporary file + rename: an interrupted merge
-leaves nothing under ``out``). The provenance is the shards' common provenance without the
+:class:`~dcqformat.format.writer.DCQWriter` (an anonymous temporary file published at the end:
+an interrupted merge leaves nothing under ``out``, and an ``out`` that appears meanwhile is not
+replaced unless ``overwrite``). The provenance is the shards' common provenance without the
 ``shard`` record, with the union of skipped files, the quality over all samples (mean = sum of
 the shards' PSNR sums / images; equal to a single-process run's up to float rounding) and a
 ``scale_out`` record of how the file was made.
@@ -26,15 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.errors import InvalidArgumentError
+from dcqformat.errors import InvalidArgumentError, ShardMismatchError
+from dcqformat.format.layout import DEFAULT_MAX_PIXELS
 from dcqformat.format.reader import DCQFile
 from dcqformat.format.writer import DCQWriter
 
 __all__ = ["ShardMismatchError", "MergeResult", "merge_shards"]
-
-
-class ShardMismatchError(InvalidArgumentError):
-    """The files given to a merge are not the shards of one conversion."""
 
 
 @dataclass
@@ -134,9 +132,11 @@ def _provenance(files: Sequence[DCQFile], records: Sequence[dict[str, Any]],
 
 
 def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
-                 overwrite: bool = False, scale_out: Mapping[str, Any] | None = None) -> MergeResult:
+                 overwrite: bool = False, scale_out: Mapping[str, Any] | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> MergeResult:
     """Merge the shard files ``shards`` (any order) into ``out``; see the module docstring.
 
+    ``max_pixels``: the reader's pixel guard for the shards (:class:`DCQFile`).
     ``scale_out``: extra JSON-serialisable facts recorded under the provenance's
     ``scale_out`` (torchrun's byte counts). Raises :class:`ShardMismatchError` for shards that
     do not belong together and InvalidArgumentError when ``out`` exists (unless ``overwrite``)
@@ -150,7 +150,7 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
         raise InvalidArgumentError(f"output {str(out_path)!r} is one of the shards")
     if out_path.exists() and not overwrite:
         raise InvalidArgumentError(f"output {str(out_path)!r} exists (pass overwrite=True / --force)")
-    files = [DCQFile(p) for p in paths]
+    files = [DCQFile(p, max_pixels=max_pixels) for p in paths]
     for f in files:
         if getattr(f, "patch_size", None) is not None:
             raise ShardMismatchError(f"{f.path} has patch masks; merging them is not supported yet")
@@ -162,7 +162,7 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     ref = files[0]
     encoding = str(prov.get("parameters", {}).get("payload_encoding", ref.payload_encoding))
     with DCQWriter(out_path, ref.bits, ref.channels, ref.classes, palette_size=ref.palette_size,
-                   payload_encoding=encoding) as w:
+                   payload_encoding=encoding, overwrite=overwrite) as w:
         w.set_palettes(np.asarray(ref.palettes))
         meta = [(f.heights, f.widths, f.clusters, f.labels, f.source_paths, f.source_sizes)
                 for f in files]

@@ -1,37 +1,40 @@
 """Random-access reader of .dcq v1 files.
 
-Opening a file reads and validates all metadata (a few dozen bytes per sample) through
-h5py and closes the HDF5 handle again. Per-sample reads then go through a read-only
-memory map of the payload dataset, opened lazily in each process, so a ``DCQFile`` can be
-pickled into DataLoader workers (fork or spawn) without carrying an open handle.
+Opening a file maps it read-only, reads and validates all metadata (a few dozen bytes per
+sample) through h5py from that same open file and closes the HDF5 handle again. Per-sample
+reads then go through the map, so they read the very file that was validated even if the path
+is replaced meanwhile (:mod:`dcqformat.format.source`). ``fork`` workers inherit the map; a
+``DCQFile`` pickled into ``spawn`` workers carries no handle and maps the path again there,
+refusing (:class:`~dcqformat.errors.FileChangedError`) a path that names another file by then.
 Every offset, length, cluster id and label is checked before any Numba kernel sees it.
 """
 
 from __future__ import annotations
 
 import json
-import mmap
 import operator
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zstandard
 
+from dcqformat.checks import check_int, check_ratio
 from dcqformat.codecs.bitpack import unpack_indices
 from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
-from dcqformat.format.validate import FileMetadata, read_metadata
+from dcqformat.format.source import MappedPayload, open_source
+from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
 LAYOUTS = ("hwc", "chw")
 
 
-class DCQFile:
+class DCQFile(MappedPayload):
     """A .dcq file opened for random access.
 
     ``len(f)`` is the number of samples; ``f[i]`` returns ``(pixels, label)`` with pixels a
@@ -52,14 +55,34 @@ class DCQFile:
         For a file with patch masks (spec §13): what dropped patches decode to, ``"stored"``
         (each patch's stored fill colour, default) or ``"zero"``. ``fill`` says which one a
         decode used; :meth:`patch_mask` / :meth:`pixel_mask` give the masks.
+    max_pixels:
+        The decompression-bomb guard: a file holding a sample of more pixels than this is
+        refused at open with a :class:`~dcqformat.errors.PixelLimitError` naming the sample.
+        Default :data:`~dcqformat.format.layout.DEFAULT_MAX_PIXELS` (89,478,485, Pillow's
+        ``MAX_IMAGE_PIXELS``: 268 MB of RGB per image); None for no limit beyond the format's
+        2**28 pixels per sample.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False,
-                 fill: str = "stored") -> None:
+                 fill: str = "stored", max_pixels: int | None = L.DEFAULT_MAX_PIXELS) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path = Path(path)
         self.fill = _masks.check_fill(fill)
         self.check_crc = bool(check_crc)
-        self._meta: FileMetadata = read_metadata(self.path)
+        self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels", minimum=1)
+        source = open_source(self.path)
+        try:
+            self._meta: FileMetadata = read_metadata(source)
+            check_pixel_limit(self._meta, self.max_pixels, str(self.path))
+        except BaseException:
+            source.mm.close()
+            raise
+        finally:
+            source.release_fd()
+        # Every payload read goes through the map of the validated file (see the module doc).
+        MappedPayload.__init__(self, self.path, source, self._meta.payload_offset,
+                               self._meta.payload_size)
         m = self._meta
         self._n_pixels = m.height.astype(np.int64) * m.width.astype(np.int64)
         self._offsets = m.offset.astype(np.int64)
@@ -71,9 +94,6 @@ class DCQFile:
         self._stored_pixels = self._n_pixels if m.masks is None else m.masks.kept_pixels
         # One C-contiguous palette view per cluster, so the hot path does no slicing.
         self._palette_list = [np.ascontiguousarray(p) for p in m.palettes]
-        self._pid: int | None = None
-        self._mm: mmap.mmap | None = None
-        self._payload: np.ndarray | None = None
         self._dctx: zstandard.ZstdDecompressor | None = None
 
     # -- metadata ---------------------------------------------------------------------
@@ -258,6 +278,11 @@ class DCQFile:
         self._decode(i, out, planar=layout == "chw", palette=pal)
         return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_dctx"] = None
+        return state
+
     def _check_palette(self, palette: Any) -> np.ndarray:
         c = self._meta.channels
         pal = np.asarray(palette)
@@ -317,7 +342,7 @@ class DCQFile:
             out_offsets = np.zeros(idx.size, dtype=np.int64)
             np.cumsum(sizes[:-1], out=out_offsets[1:])
             flat = np.empty(int(sizes.sum()), dtype=np.uint8)
-            payload = self._payload_view()
+            payload = self.payload_view()
             if self.check_crc:
                 for j in idx:
                     self._check_sample_crc(int(j), payload)
@@ -368,8 +393,7 @@ class DCQFile:
             f"{self._meta.palette_size} (payload bytes at offset {int(self._offsets[i])})")
 
     def _packed_bytes(self, i: int) -> np.ndarray:
-        payload = self._payload if self._pid == os.getpid() else self._payload_view()
-        assert payload is not None
+        payload = self.payload_view()
         start = self._offsets[i]
         stored = payload[start:start + self._lengths[i]]
         if self.check_crc and zlib.crc32(stored) != self._crcs[i]:  # type: ignore[arg-type]
@@ -413,24 +437,12 @@ class DCQFile:
                 f"{self.path}: sample {i}: payload CRC-32 is {crc:#010x}, "
                 f"the file records {int(self._meta.crc32[i]):#010x}")
 
-    def _payload_view(self) -> np.ndarray:
-        pid = os.getpid()
-        if self._payload is None or self._pid != pid:
-            size = self._meta.payload_size
-            if size == 0:
-                self._payload = np.empty(0, dtype=np.uint8)
-            else:
-                with open(self.path, "rb") as fh:
-                    self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-                if len(self._mm) < self._meta.payload_offset + size:
-                    from dcqformat.errors import TruncatedFileError
-                    raise TruncatedFileError(
-                        f"{self.path}: file shrank to {len(self._mm)} bytes since it was opened; "
-                        f"the payload needs {self._meta.payload_offset + size}")
-                self._payload = np.frombuffer(self._mm, dtype=np.uint8, count=size,
-                                              offset=self._meta.payload_offset)
-            self._pid = pid
-        return self._payload
+    def stored(self, i: int) -> np.ndarray:
+        """The stored bytes of sample ``i`` (``payload[offset:offset+length]``, what
+        ``/samples/crc32`` covers; spec §8), a read-only view."""
+        i = self._index(i)
+        start = int(self._offsets[i])
+        return self.payload_view()[start:start + int(self._lengths[i])]
 
     def _index(self, i: int) -> int:
         try:
@@ -444,42 +456,17 @@ class DCQFile:
             raise IndexError(f"sample index {i} out of range for {n} samples in {self.path}")
         return i
 
-    # -- pickling: never carry an open handle across processes ------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_pid=None, _mm=None, _payload=None, _dctx=None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def close(self) -> None:
-        """Release the memory map (the object reopens it if used again)."""
-        self._payload = None
-        if self._mm is not None:
-            try:
-                self._mm.close()
-            except BufferError:  # views handed out earlier still alive; GC will release it
-                pass
-        self._mm = None
-        self._pid = None
-
-    def __enter__(self) -> DCQFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- reports ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """A storage report: where every byte of the file went, and what it holds."""
         from dcqformat.format.info import storage_report
         return storage_report(self)
 
-    def verify(self) -> None:
-        """Check every checksum and structural rule; raise a DcqError on the first failure."""
-        from dcqformat.format.validate import verify_file
-        verify_file(self)
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Check every checksum and structural rule and decode every sample; raise a DcqError
+        on the first failure. ``progress(done, total)`` is called as samples are checked."""
+        from dcqformat.format.verify import verify_file
+        verify_file(self, progress)
 
     def selection_indices(self, name: str, fraction: float | None = None) -> np.ndarray:
         """Sample indices of the stored selection ``name``, or a class-balanced nested prefix
@@ -490,8 +477,7 @@ class DCQFile:
                 f"{self.path}: no selection named {name!r}; stored: {sorted(self._meta.selections)}")
         if fraction is None:
             return np.asarray(sel["selected"])
-        if not 0 < fraction <= 1:
-            raise InvalidArgumentError(f"fraction must be in (0, 1], got {fraction!r}")
+        fraction = check_ratio(fraction, "fraction")
         ranking = np.asarray(sel["ranking"])
         count = max(1, int(round(fraction * len(self))))
         return np.sort(ranking[:count])

@@ -1,39 +1,40 @@
 """Reading and validating the metadata of a .dcq file.
 
-:func:`read_metadata` enforces every rule of ``spec/dcq-v1.md`` that can be checked
-without reading the payload: magic, version, must-understand features, the dtype and
-shape of every field, metadata checksums, and the ranges of every per-sample value.
-:func:`verify_file` adds the payload checksums and a decode of every sample.
-Nothing here lets an exception other than a DcqError escape for a bad file.
+:func:`read_metadata` enforces every rule of ``spec/dcq-v1.md`` that can be checked without
+reading the payload -- magic, version, must-understand features, hard links only, the storage,
+dtype and shape of every field, metadata checksums, class names, and the ranges of every
+per-sample value -- and returns a :class:`FileMetadata`. Further checks over a
+:class:`FileMetadata` are :func:`check_samples` and :func:`check_pixel_limit` (the reader's
+decompression-bomb guard). Nothing here lets an exception other than a DcqError escape for a
+bad file; the payload checks of a verifier are in :mod:`dcqformat.format.verify`.
+
+Order matters: links are refused before any object is opened by name, the global heaps are
+walked before any string is read, and no variable-length value ever goes through HDF5's
+conversion (see :mod:`dcqformat.format.vlen`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
 from dcqformat.errors import (
-    ChecksumMismatchError,
     DcqError,
     NotADcqFileError,
+    PixelLimitError,
     StructureError,
     TruncatedFileError,
     UnsupportedVersionError,
 )
+from dcqformat.format import h5checks as H
 from dcqformat.format import layout as L
-from dcqformat.format.gheap import check_global_heaps
-
-if TYPE_CHECKING:
-    from dcqformat.format.reader import DCQFile
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+from dcqformat.format.gheap import Objects, global_heaps
+from dcqformat.format.source import Source
+from dcqformat.format.vlen import read_string_attribute, read_string_dataset
 
 
 @dataclass
@@ -68,42 +69,43 @@ class FileMetadata:
     section_bytes: dict[str, int] = field(default_factory=dict)
 
 
-def read_metadata(path: Path) -> FileMetadata:
-    """Open ``path``, validate its structure and return its metadata (handle closed again)."""
-    where = str(path)
+@dataclass
+class _Context:
+    """What every check of one open file needs."""
+
+    h5: h5py.File
+    where: str
+    file_size: int
+    source: Source
+    heaps: dict[int, Objects]
+    sections: dict[str, int] = field(default_factory=dict)
+
+
+def read_metadata(source: Source) -> FileMetadata:
+    """Validate the structure of the open file ``source`` and return its metadata."""
+    where = str(source.path)
+    file_size = source.identity.size
+    fo = source.file_object()
     try:
-        file_size = os.path.getsize(path)
-    except FileNotFoundError:
-        raise NotADcqFileError(f"{where}: no such file") from None
-    except OSError as exc:
-        raise NotADcqFileError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    if os.path.isdir(path):
-        raise NotADcqFileError(f"{where}: is a directory, not a .dcq file")
-    if file_size == 0:
-        raise NotADcqFileError(f"{where}: the file is empty (0 bytes), expected an HDF5 .dcq file")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head != _HDF5_SIGNATURE:
-        raise NotADcqFileError(
-            f"{where}: not an HDF5 file (first bytes {head!r}, expected the HDF5 signature "
-            f"{_HDF5_SIGNATURE!r})")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        text = str(exc)
-        if "truncated" in text.lower() or "eof" in text.lower():
-            raise TruncatedFileError(f"{where}: the HDF5 file is truncated ({text})") from None
-        raise NotADcqFileError(f"{where}: HDF5 cannot open it ({text})") from None
-    try:
+        try:
+            h5 = h5py.File(fo, "r")
+        except OSError as exc:
+            text = str(exc)
+            if "truncated" in text.lower() or "eof" in text.lower():
+                raise TruncatedFileError(f"{where}: the HDF5 file is truncated ({text})") from None
+            raise NotADcqFileError(f"{where}: HDF5 cannot open it ({text})") from None
         with h5:
-            # Before HDF5 reads any variable-length data (class names, string attributes):
-            # a damaged global heap can hang HDF5 itself (see gheap.py).
-            check_global_heaps(path, file_size, _payload_range(h5))
-            return _read(h5, where, file_size)
+            H.check_links(h5, where)  # before any object is opened by name
+            skip = _payload_range(h5)
+            # Before anything reads a string: a damaged global heap can hang HDF5 (gheap.py).
+            heaps = global_heaps(source.mm, file_size, where, skip)
+            return _read(_Context(h5, where, file_size, source, heaps))
     except DcqError:
         raise
     except Exception as exc:  # h5py/HDF5 errors on corrupt metadata: name them, never leak
         raise StructureError(f"{where}: corrupt HDF5 structure ({type(exc).__name__}: {exc})") from None
+    finally:
+        fo.close()
 
 
 def _payload_range(h5: h5py.File) -> tuple[int, int] | None:
@@ -117,274 +119,226 @@ def _payload_range(h5: h5py.File) -> tuple[int, int] | None:
     return int(offset), int(offset) + int(ds.id.get_storage_size())
 
 
-def _attr(h5: h5py.File, name: str, where: str) -> Any:
-    if name not in h5.attrs:
-        raise StructureError(f"{where}: root attribute {name!r} is missing")
-    return h5.attrs[name]
-
-
-def _int_attr(h5: h5py.File, name: str, where: str, lo: int, hi: int) -> int:
-    value = _attr(h5, name, where)
-    arr = np.asarray(value)
-    if arr.shape != () or not np.issubdtype(arr.dtype, np.integer):
-        raise StructureError(f"{where}: root attribute {name!r} must be an integer scalar, found {value!r}")
-    v = int(arr)
+def _int_attr(ctx: _Context, name: str, lo: int, hi: int) -> int:
+    what = f"root attribute {name!r}"
+    value = H.numeric_attribute(ctx.h5, name, ctx.where, what)
+    if value is None or value.shape != () or value.dtype.kind not in "iu":
+        found = H.describe_attribute(ctx.h5, name) if value is None else repr(value)
+        raise StructureError(f"{ctx.where}: {what} must be an integer scalar, found {found}")
+    v = int(value)
     if not lo <= v <= hi:
-        raise StructureError(f"{where}: root attribute {name!r} must be in {lo}..{hi}, found {v}")
+        raise StructureError(f"{ctx.where}: {what} must be in {lo}..{hi}, found {v}")
     return v
 
 
-def _str_attr(h5: h5py.File, name: str, where: str) -> str:
-    value = _attr(h5, name, where)
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        raise StructureError(f"{where}: root attribute {name!r} must be a string, found {value!r}")
-    return value
+def _strings_attr(ctx: _Context, name: str) -> tuple[list[str], tuple[int, ...] | None]:
+    """The values of a string attribute (fixed-length or variable-length) and its shape."""
+    h5, what = ctx.h5, f"root attribute {name!r}"
+    if name not in h5.attrs:
+        raise StructureError(f"{ctx.where}: {what} is missing")
+    aid = h5.attrs.get_id(name)
+    info = h5py.check_string_dtype(aid.dtype)
+    if info is None:
+        raise StructureError(f"{ctx.where}: {what} must be a string, found {H.describe_attribute(h5, name)}")
+    if info.length is None:
+        raw = read_string_attribute(h5, name, ctx.source.mm, ctx.heaps, ctx.file_size, ctx.where)
+    else:
+        count = int(np.prod(aid.shape)) if aid.shape is not None else 0
+        if count * aid.dtype.itemsize > 1 << 16:
+            raise StructureError(f"{ctx.where}: {what} holds {count} strings of {aid.dtype.itemsize} bytes")
+        raw = [bytes(v) for v in np.asarray(h5.attrs[name], dtype=aid.dtype).ravel()]
+    return [v.rstrip(b"\0").decode("utf-8", "replace") for v in raw], aid.shape
 
 
-def _dataset(group: h5py.Group, name: str, where: str) -> h5py.Dataset:
-    obj = group.get(name)
-    path = f"{group.name.rstrip('/')}/{name}"
-    if obj is None:
-        raise StructureError(f"{where}: dataset {path!r} is missing")
-    if not isinstance(obj, h5py.Dataset):
-        raise StructureError(f"{where}: {path!r} must be a dataset, found {type(obj).__name__}")
-    _check_storage(obj, where)
-    return obj
+def _str_attr(ctx: _Context, name: str) -> str:
+    values, shape = _strings_attr(ctx, name)
+    if shape != ():
+        raise StructureError(f"{ctx.where}: root attribute {name!r} must be one string, found shape {shape}")
+    return values[0]
 
 
-#: deflate cannot expand data by more than about 1032:1; anything claiming more is hostile.
-_MAX_INFLATE = 1100
-
-
-def _check_storage(ds: h5py.Dataset, where: str) -> None:
-    """Refuse a dataset whose data does not lie, complete, inside this file.
-
-    External storage and virtual layouts would make the reader open other files; a declared
-    shape without stored data (HDF5 then returns fill values) would make a tiny file ask for
-    gigabytes of memory. Checked before any of the dataset's data is read.
-    """
-    dcpl = ds.id.get_create_plist()
-    if dcpl.get_external_count() > 0:
-        raise StructureError(
-            f"{where}: dataset {ds.name!r} keeps its data in external files; a .dcq file must hold "
-            "all of its data itself")
-    layout = dcpl.get_layout()
-    if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT):
-        kind = "virtual" if layout == h5py.h5d.VIRTUAL else f"layout {layout}"
-        raise StructureError(f"{where}: dataset {ds.name!r} has a {kind} layout; only contiguous, "
-                             "chunked and compact datasets are allowed")
-    file_size = int(ds.file.id.get_filesize())
-    variable = h5py.check_vlen_dtype(ds.dtype) is not None or ds.dtype.kind == "O"
-    nbytes = int(ds.size) * int(ds.dtype.itemsize)
-    stored = int(ds.id.get_storage_size())
-    if ds.size == 0:
-        return
-    if layout == h5py.h5d.CONTIGUOUS:
-        offset = ds.id.get_offset()
-        if offset is None or stored == 0:
-            raise TruncatedFileError(
-                f"{where}: dataset {ds.name!r} declares {ds.shape} {ds.dtype} but has no storage "
-                "in the file")
-        if not variable and stored != nbytes:
-            raise StructureError(
-                f"{where}: dataset {ds.name!r} stores {stored} bytes, its shape {ds.shape} "
-                f"and dtype {ds.dtype.str} need {nbytes}")
-        if int(offset) + stored > file_size:
-            raise TruncatedFileError(
-                f"{where}: dataset {ds.name!r} spans bytes {int(offset)}..{int(offset) + stored} "
-                f"but the file has only {file_size} bytes")
-    elif layout == h5py.h5d.CHUNKED:
-        chunks = ds.chunks or ds.shape
-        expected = int(np.prod([-(-s // c) for s, c in zip(ds.shape, chunks, strict=True)]))
-        have = int(ds.id.get_num_chunks())
-        if have != expected:
-            raise StructureError(
-                f"{where}: dataset {ds.name!r} has {have} of its {expected} chunks stored")
-        if nbytes > _MAX_INFLATE * max(stored, 1) or stored > file_size:
-            raise StructureError(
-                f"{where}: dataset {ds.name!r} declares {nbytes} bytes from {stored} stored bytes "
-                f"in a file of {file_size} bytes")
-
-
-def _array(group: h5py.Group, name: str, where: str, dtype: np.dtype, shape: tuple[int, ...] | None,
-           sections: dict[str, int]) -> np.ndarray:
-    ds = _dataset(group, name, where)
-    path = ds.name
-    if ds.dtype != dtype:
-        raise StructureError(f"{where}: dataset {path!r} must have dtype {dtype.str}, found {ds.dtype.str}")
-    if shape is not None and ds.shape != shape:
-        raise StructureError(f"{where}: dataset {path!r} must have shape {shape}, found {ds.shape}")
-    values = ds[()]
-    _check_crc(ds, zlib.crc32(np.ascontiguousarray(values).tobytes()) & 0xFFFFFFFF, where)
-    sections[path] = ds.id.get_storage_size()
-    return np.asarray(values)
-
-
-def _stored_crc(ds: h5py.Dataset, where: str) -> int:
-    if L.ATTR_CRC32 not in ds.attrs:
-        raise StructureError(f"{where}: dataset {ds.name!r} has no {L.ATTR_CRC32!r} attribute")
-    value = np.asarray(ds.attrs[L.ATTR_CRC32])
-    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
-        raise StructureError(f"{where}: {ds.name!r} attribute crc32 must be an integer, found {value!r}")
-    return int(value)
-
-
-def _check_crc(ds: h5py.Dataset, actual: int, where: str) -> None:
-    stored = _stored_crc(ds, where)
-    if stored != actual:
-        raise ChecksumMismatchError(
-            f"{where}: dataset {ds.name!r} has CRC-32 {actual:#010x}, the file records {stored:#010x}")
-
-
-def _strings(group: h5py.Group, name: str, where: str, count: int | None,
-             sections: dict[str, int]) -> list[str]:
-    ds = _dataset(group, name, where)
-    if ds.ndim != 1 or h5py.check_string_dtype(ds.dtype) is None:
-        raise StructureError(f"{where}: dataset {ds.name!r} must be a 1-D string array, found {ds.dtype} {ds.shape}")
-    if count is not None and ds.shape[0] != count:
-        raise StructureError(f"{where}: dataset {ds.name!r} must hold {count} strings, found {ds.shape[0]}")
-    values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in ds[()]]
-    _check_crc(ds, zlib.crc32("\n".join(values).encode()) & 0xFFFFFFFF, where)
-    sections[ds.name] = ds.id.get_storage_size()
-    return values
-
-
-def _json_blob(group: h5py.Group, name: str, where: str, sections: dict[str, int]) -> dict[str, Any]:
-    path = f"{group.name.rstrip('/')}/{name}"
-    blob = _array(group, name, where, np.dtype("u1"), None, sections)
-    if blob.ndim != 1:
-        raise StructureError(f"{where}: dataset {path!r} must be 1-D, found shape {blob.shape}")
-    try:
-        value = json.loads(blob.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StructureError(f"{where}: dataset {path!r} is not UTF-8 JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise StructureError(f"{where}: dataset {path!r} must hold a JSON object, found {type(value).__name__}")
-    return value
-
-
-def _read(h5: h5py.File, where: str, file_size: int) -> FileMetadata:
+def _check_header(ctx: _Context) -> tuple[tuple[int, int], list[str]]:
+    """Magic, version and must-understand features (spec §3, §9, §10 items 1 and 3)."""
+    h5, where = ctx.h5, ctx.where
     if L.ATTR_MAGIC not in h5.attrs:
         raise NotADcqFileError(
             f"{where}: an HDF5 file but not a .dcq container (root attribute {L.ATTR_MAGIC!r} missing)")
-    magic = _str_attr(h5, L.ATTR_MAGIC, where)
+    magic = _str_attr(ctx, L.ATTR_MAGIC)
     if magic != L.MAGIC:
         raise NotADcqFileError(f"{where}: root attribute {L.ATTR_MAGIC!r} is {magic!r}, expected {L.MAGIC!r}")
-    version = np.asarray(_attr(h5, L.ATTR_VERSION, where))
-    if version.shape != (2,) or not np.issubdtype(version.dtype, np.integer):
-        raise StructureError(f"{where}: root attribute {L.ATTR_VERSION!r} must be two integers, found {version!r}")
+    what = f"root attribute {L.ATTR_VERSION!r}"
+    version = H.numeric_attribute(h5, L.ATTR_VERSION, where, what)
+    if version is None or version.shape != (2,) or version.dtype.kind not in "iu":
+        found = H.describe_attribute(h5, L.ATTR_VERSION) if version is None else repr(version)
+        raise StructureError(f"{where}: {what} must be two integers, found {found}")
     major, minor = int(version[0]), int(version[1])
     if major != L.VERSION_MAJOR:
         raise UnsupportedVersionError(
             f"{where}: format version {major}.{minor} is not readable by this reader, which reads "
             f"version {L.VERSION_MAJOR}.x (up to {L.VERSION_MAJOR}.{L.VERSION_MINOR})")
-    must = np.asarray(_attr(h5, L.ATTR_MUST_UNDERSTAND, where)).ravel()
-    features = [m.decode() if isinstance(m, bytes) else str(m) for m in must]
+    features, _shape = _strings_attr(ctx, L.ATTR_MUST_UNDERSTAND)
     unknown = sorted(set(features) - L.KNOWN_FEATURES)
     if unknown:
         raise UnsupportedVersionError(
             f"{where}: the file (version {major}.{minor}) needs features {unknown} that this reader "
             f"(version {L.VERSION_MAJOR}.{L.VERSION_MINOR}) does not understand")
+    return (major, minor), features
 
-    bits = _int_attr(h5, L.ATTR_BITS, where, 1, 8)
-    channels = _int_attr(h5, L.ATTR_CHANNELS, where, 1, 3)
+
+def check_class_names(names: list[str], where: str) -> None:
+    """Spec §4: class names are non-empty, unique, and hold no newline and no NUL."""
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names):
+        if not name or "\n" in name or "\0" in name:
+            raise StructureError(f"{where}: class {j} has the name {name!r}; class names must be "
+                                 "non-empty without newline or NUL characters")
+        if name in seen:
+            raise StructureError(f"{where}: classes {seen[name]} and {j} are both named {name!r}; "
+                                 "class names must be unique")
+        seen[name] = j
+
+
+def _classes(ctx: _Context, num_classes: int) -> list[str]:
+    ds = H.dataset(ctx.h5, L.DS_CLASSES, ctx.where, ctx.file_size)
+    raw = read_string_dataset(ds, ctx.source.mm, ctx.heaps, ctx.file_size, ctx.where)
+    if len(raw) != num_classes:
+        raise StructureError(f"{ctx.where}: dataset '/classes' must hold {num_classes} strings, "
+                             f"found {len(raw)}")
+    H.check_crc(ds, zlib.crc32(b"\n".join(raw)) & 0xFFFFFFFF, ctx.where)
+    names = []
+    for j, value in enumerate(raw):
+        try:
+            names.append(value.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise StructureError(f"{ctx.where}: class {j} is not UTF-8 ({exc})") from None
+    check_class_names(names, ctx.where)
+    ctx.sections[ds.name] = ds.id.get_storage_size()
+    return names
+
+
+def _contiguous(ds: h5py.Dataset, where: str) -> None:
+    dcpl = ds.id.get_create_plist()
+    layout = dcpl.get_layout()
+    if layout != h5py.h5d.CONTIGUOUS or dcpl.get_nfilters():
+        kind = {h5py.h5d.COMPACT: "compact", h5py.h5d.CHUNKED: "chunked"}.get(layout, f"layout {layout}")
+        raise StructureError(f"{where}: dataset {ds.name!r} must use contiguous storage without "
+                             f"filters, found {kind}" + (" with filters" if dcpl.get_nfilters() else ""))
+
+
+def _payload(ctx: _Context) -> tuple[int, int, int]:
+    """(offset in the file, size, stored CRC-32) of ``/payload`` (spec §4, §10 items 2 and 4)."""
+    where = ctx.where
+    payload = H.dataset(ctx.h5, L.DS_PAYLOAD, where, ctx.file_size)
+    if payload.dtype != np.uint8 or payload.ndim != 1:
+        raise StructureError(f"{where}: dataset '/payload' must be 1-D uint8, found {payload.dtype} {payload.shape}")
+    _contiguous(payload, where)
+    size = int(payload.shape[0])
+    crc = H.stored_crc(payload, where)
+    offset = payload.id.get_offset()
+    if size and offset is None:
+        raise TruncatedFileError(f"{where}: dataset '/payload' of {size} bytes has no storage in the file")
+    start = int(offset or 0)
+    if start + size > ctx.file_size:
+        raise TruncatedFileError(
+            f"{where}: the payload spans bytes {start}..{start + size} "
+            f"but the file has only {ctx.file_size} bytes")
+    ctx.sections["/payload"] = size
+    return start, size, crc
+
+
+def _sources(ctx: _Context, n: int) -> tuple[list[str] | None, np.ndarray | None]:
+    h5, where = ctx.h5, ctx.where
+    if L.GROUP_SOURCES not in h5:
+        return None, None
+    src = h5[L.GROUP_SOURCES]
+    if not isinstance(src, h5py.Group):
+        raise StructureError(f"{where}: '/{L.GROUP_SOURCES}' must be a group")
+    blob = H.read_array(src, L.SOURCE_PATH, where, np.dtype("u1"), None, ctx.sections, ctx.file_size)
+    if blob.ndim != 1:
+        raise StructureError(f"{where}: dataset '/sources/path' must be 1-D, found shape {blob.shape}")
+    try:
+        paths = blob.tobytes().decode("utf-8").split("\n") if n else []
+    except UnicodeDecodeError as exc:
+        raise StructureError(f"{where}: dataset '/sources/path' is not UTF-8 ({exc})") from None
+    if len(paths) != n:
+        raise StructureError(f"{where}: dataset '/sources/path' holds {len(paths)} paths, expected {n}")
+    sizes = H.read_array(src, "size", where, L.SOURCE_FIELDS["size"], (n,), ctx.sections, ctx.file_size)
+    return paths, sizes
+
+
+def _selections(ctx: _Context, n: int) -> dict[str, dict[str, Any]]:
+    h5, where = ctx.h5, ctx.where
+    selections: dict[str, dict[str, Any]] = {}
+    if L.GROUP_SELECTIONS not in h5:
+        return selections
+    sel_group = h5[L.GROUP_SELECTIONS]
+    if not isinstance(sel_group, h5py.Group):
+        raise StructureError(f"{where}: '/{L.GROUP_SELECTIONS}' must be a group")
+    for name in sel_group:
+        g = sel_group[name]
+        if not isinstance(g, h5py.Group):
+            raise StructureError(f"{where}: selection {name!r} must be a group")
+        entry: dict[str, Any] = {}
+        for part in ("ranking", "selected"):
+            arr = H.read_array(g, part, where, np.dtype("<i8"), None, ctx.sections, ctx.file_size)
+            if arr.ndim != 1:
+                raise StructureError(f"{where}: selection {name!r} {part} must be 1-D, found {arr.shape}")
+            if arr.size and (arr.min() < 0 or arr.max() >= n):
+                raise StructureError(f"{where}: selection {name!r} {part} holds indices outside 0..{n - 1}")
+            entry[part] = arr
+        entry["attrs"] = H.read_json(g, "attrs", where, ctx.sections, ctx.file_size)
+        selections[name] = entry
+    return selections
+
+
+def _read(ctx: _Context) -> FileMetadata:
+    h5, where = ctx.h5, ctx.where
+    version, features = _check_header(ctx)
+    bits = _int_attr(ctx, L.ATTR_BITS, 1, 8)
+    channels = _int_attr(ctx, L.ATTR_CHANNELS, 1, 3)
     if channels == 2:
         raise StructureError(f"{where}: root attribute 'channels' must be 1 or 3, found 2")
-    k = _int_attr(h5, L.ATTR_PALETTE_SIZE, where, 1, 1 << bits)
-    n = _int_attr(h5, L.ATTR_NUM_SAMPLES, where, 0, 1 << 40)
-    c = _int_attr(h5, L.ATTR_NUM_CLUSTERS, where, 1, 1 << 32)
-    num_classes = _int_attr(h5, L.ATTR_NUM_CLASSES, where, 1, 1 << 32)
-    encoding = _str_attr(h5, L.ATTR_PAYLOAD_ENCODING, where)
+    k = _int_attr(ctx, L.ATTR_PALETTE_SIZE, 1, 1 << bits)
+    n = _int_attr(ctx, L.ATTR_NUM_SAMPLES, 0, 1 << 40)
+    c = _int_attr(ctx, L.ATTR_NUM_CLUSTERS, 1, 1 << 32)
+    num_classes = _int_attr(ctx, L.ATTR_NUM_CLASSES, 1, 1 << 32)
+    encoding = _str_attr(ctx, L.ATTR_PAYLOAD_ENCODING)
     if encoding not in L.PAYLOAD_ENCODINGS:
         raise StructureError(
             f"{where}: root attribute {L.ATTR_PAYLOAD_ENCODING!r} must be one of {L.PAYLOAD_ENCODINGS}, found {encoding!r}")
-    created_by = _str_attr(h5, L.ATTR_CREATED_BY, where) if L.ATTR_CREATED_BY in h5.attrs else ""
-    if n > file_size:  # every sample needs at least one payload byte
-        raise StructureError(f"{where}: num_samples {n} exceeds the file's {file_size} bytes")
-    sections: dict[str, int] = {}
+    created_by = _str_attr(ctx, L.ATTR_CREATED_BY) if L.ATTR_CREATED_BY in h5.attrs else ""
+    if n > ctx.file_size:  # every sample needs at least one payload byte
+        raise StructureError(f"{where}: num_samples {n} exceeds the file's {ctx.file_size} bytes")
 
-    classes = _strings(h5, L.DS_CLASSES, where, num_classes, sections)
-    palettes = _array(h5, L.DS_PALETTES, where, np.dtype("u1"), (c, k, channels), sections)
+    classes = _classes(ctx, num_classes)
+    palettes_ds = H.dataset(h5, L.DS_PALETTES, where, ctx.file_size)
+    _contiguous(palettes_ds, where)
+    palettes = H.read_array(h5, L.DS_PALETTES, where, np.dtype("u1"), (c, k, channels),
+                            ctx.sections, ctx.file_size)
     palettes.setflags(write=False)
-
     group = h5.get(L.GROUP_SAMPLES)
     if not isinstance(group, h5py.Group):
         raise StructureError(f"{where}: group '/{L.GROUP_SAMPLES}' is missing")
-    fields = {name: _array(group, name, where, dtype, (n,), sections)
+    fields = {name: H.read_array(group, name, where, dtype, (n,), ctx.sections, ctx.file_size)
               for name, dtype in L.SAMPLE_FIELDS.items()}
-
-    payload = _dataset(h5, L.DS_PAYLOAD, where)
-    if payload.dtype != np.uint8 or payload.ndim != 1:
-        raise StructureError(f"{where}: dataset '/payload' must be 1-D uint8, found {payload.dtype} {payload.shape}")
-    if payload.chunks is not None or payload.compression is not None:
-        raise StructureError(f"{where}: dataset '/payload' must use contiguous layout without filters")
-    payload_size = int(payload.shape[0])
-    payload_crc = _stored_crc(payload, where)
-    offset = payload.id.get_offset()
-    if payload_size and offset is None:
-        raise TruncatedFileError(f"{where}: dataset '/payload' of {payload_size} bytes has no storage in the file")
-    payload_offset = int(offset or 0)
-    if payload_offset + payload_size > file_size:
-        raise TruncatedFileError(
-            f"{where}: the payload spans bytes {payload_offset}..{payload_offset + payload_size} "
-            f"but the file has only {file_size} bytes")
-    sections["/payload"] = payload_size
-
-    provenance = _json_blob(h5, L.DS_PROVENANCE, where, sections)
-
-    source_paths = source_sizes = None
-    if L.GROUP_SOURCES in h5:
-        src = h5[L.GROUP_SOURCES]
-        if not isinstance(src, h5py.Group):
-            raise StructureError(f"{where}: '/{L.GROUP_SOURCES}' must be a group")
-        blob = _array(src, L.SOURCE_PATH, where, np.dtype("u1"), None, sections)
-        if blob.ndim != 1:
-            raise StructureError(f"{where}: dataset '/sources/path' must be 1-D, found shape {blob.shape}")
-        try:
-            source_paths = blob.tobytes().decode("utf-8").split("\n") if n else []
-        except UnicodeDecodeError as exc:
-            raise StructureError(f"{where}: dataset '/sources/path' is not UTF-8 ({exc})") from None
-        if len(source_paths) != n:
-            raise StructureError(
-                f"{where}: dataset '/sources/path' holds {len(source_paths)} paths, expected {n}")
-        source_sizes = _array(src, "size", where, L.SOURCE_FIELDS["size"], (n,), sections)
-
-    selections: dict[str, dict[str, Any]] = {}
-    if L.GROUP_SELECTIONS in h5:
-        sel_group = h5[L.GROUP_SELECTIONS]
-        if not isinstance(sel_group, h5py.Group):
-            raise StructureError(f"{where}: '/{L.GROUP_SELECTIONS}' must be a group")
-        for name in sel_group:
-            g = sel_group[name]
-            if not isinstance(g, h5py.Group):
-                raise StructureError(f"{where}: selection {name!r} must be a group")
-            entry: dict[str, Any] = {}
-            for part in ("ranking", "selected"):
-                arr = _array(g, part, where, np.dtype("<i8"), None, sections)
-                if arr.ndim != 1:
-                    raise StructureError(f"{where}: selection {name!r} {part} must be 1-D, found {arr.shape}")
-                if arr.size and (arr.min() < 0 or arr.max() >= n):
-                    raise StructureError(
-                        f"{where}: selection {name!r} {part} holds indices outside 0..{n - 1}")
-                entry[part] = arr
-            entry["attrs"] = _json_blob(g, "attrs", where, sections)
-            selections[name] = entry
+    payload_offset, payload_size, payload_crc = _payload(ctx)
+    provenance = H.read_json(h5, L.DS_PROVENANCE, where, ctx.sections, ctx.file_size)
+    source_paths, source_sizes = _sources(ctx, n)
+    selections = _selections(ctx, n)
 
     meta = FileMetadata(
-        version=(major, minor), bits=bits, channels=channels, palette_size=k, num_samples=n,
+        version=version, bits=bits, channels=channels, palette_size=k, num_samples=n,
         payload_encoding=encoding, created_by=created_by, classes=classes, palettes=palettes,
         payload_offset=payload_offset, payload_size=payload_size, payload_crc32=payload_crc,
-        file_size=file_size, provenance=provenance, source_paths=source_paths,
-        source_sizes=source_sizes, selections=selections, section_bytes=sections,
+        file_size=ctx.file_size, provenance=provenance, source_paths=source_paths,
+        source_sizes=source_sizes, selections=selections, section_bytes=ctx.sections,
         **fields,
     )
     masked = "patch-mask" in features  # an unlisted /masks is ignored (spec §9)
-    _check_samples(meta, where, num_classes, raw_lengths=not masked)
+    check_samples(meta, where, num_classes, raw_lengths=not masked)
     if masked:  # lengths cover the kept pixels only: checked there
         from dcqformat.format.masks import read_masks
-        meta.masks = read_masks(h5, meta, where, features, sections)
+        meta.masks = read_masks(h5, meta, where, features, ctx.sections)
     return meta
 
 
@@ -392,7 +346,9 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.argmax(mask))
 
 
-def _check_samples(m: FileMetadata, where: str, num_classes: int, raw_lengths: bool = True) -> None:
+def check_samples(m: FileMetadata, where: str, num_classes: int, raw_lengths: bool = True) -> None:
+    """Spec §10 item 6 over the per-sample arrays: sizes, labels, clusters, payload ranges and
+    (``raw_lengths``, for a file without masks) raw lengths."""
     h, w = m.height.astype(np.int64), m.width.astype(np.int64)
     for name, arr in (("height", h), ("width", w)):
         bad = (arr < 1) | (arr > L.MAX_SIDE)
@@ -435,27 +391,17 @@ def _check_samples(m: FileMetadata, where: str, num_classes: int, raw_lengths: b
             raise StructureError(f"{where}: sample {i}: zstd payload length is 0")
 
 
-def verify_file(f: DCQFile) -> None:
-    """Check the whole-payload checksum, every sample's checksum and decode every sample."""
-    from dcqformat.codecs.bitpack import padding_is_zero
-
-    m = f._meta
-    payload = f._payload_view()
-    crc = 0
-    step = 16 << 20
-    for start in range(0, m.payload_size, step):
-        crc = zlib.crc32(payload[start:start + step].data, crc)
-    if (crc & 0xFFFFFFFF) != m.payload_crc32:
-        raise ChecksumMismatchError(
-            f"{f.path}: dataset '/payload' has CRC-32 {crc & 0xFFFFFFFF:#010x}, the file records {m.payload_crc32:#010x}")
-    saved = f.check_crc
-    f.check_crc = True
-    try:
-        for i in range(len(f)):
-            packed = f._packed_bytes(i)
-            n_pixels = int(f._stored_pixels[i])  # the kept pixels of a masked sample
-            if not padding_is_zero(packed, n_pixels, m.bits):
-                raise StructureError(f"{f.path}: sample {i}: padding bits after the last pixel are not zero")
-            f.decode(i)
-    finally:
-        f.check_crc = saved
+def check_pixel_limit(m: FileMetadata, max_pixels: int | None, where: str) -> None:
+    """The reader's decompression-bomb guard: PixelLimitError naming the first sample with more
+    than ``max_pixels`` pixels (None: no guard beyond the format's 2**28 per sample)."""
+    if max_pixels is None or m.num_samples == 0:
+        return
+    pixels = m.height.astype(np.int64) * m.width.astype(np.int64)
+    bad = pixels > max_pixels
+    if bad.any():
+        i = _first_bad(bad)
+        raise PixelLimitError(
+            f"{where}: sample {i} is {int(m.height[i])}x{int(m.width[i])} = {int(pixels[i])} pixels, "
+            f"more than the reader's limit of {max_pixels} (a guard against decompression bombs); "
+            f"open it with DCQFile(path, max_pixels=None) or a larger max_pixels "
+            f"(command line: --max-pixels 0) if you trust the file")

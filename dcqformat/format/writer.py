@@ -3,17 +3,18 @@
 Samples are appended one at a time; their packed bytes go to a spool file beside the
 target, their small metadata stays in memory (a few dozen bytes per sample). ``close``
 builds the HDF5 container in a second temporary file, copies the payload in bounded
-chunks, writes the checksums, fsyncs and only then renames it onto the target name. An
-exception inside the ``with`` block, or :meth:`DCQWriter.abort`, removes both temporary
-files: a failed write never leaves anything under the target name.
+chunks, writes the checksums, fsyncs and only then publishes it under the target name
+(:mod:`dcqformat.format.publish`): without replacing an existing file unless
+``overwrite=True``, with mode ``0o666 & ~umask``. The temporary files have no name where the
+system allows it (``O_TMPFILE``), so even a killed writer leaves nothing behind; an exception
+inside the ``with`` block, or :meth:`DCQWriter.abort`, discards them, and a failed write never
+leaves anything under the target name.
 """
 
 from __future__ import annotations
 
 import json
-import operator
 import os
-import tempfile
 import zlib
 from array import array
 from collections.abc import Mapping, Sequence
@@ -26,10 +27,12 @@ import numpy as np
 import zstandard
 
 from dcqformat._version import __version__
+from dcqformat.checks import check_int
 from dcqformat.codecs.bitpack import pack_indices
 from dcqformat.errors import InvalidArgumentError, WriteError
 from dcqformat.format import layout as L
 from dcqformat.format.masks import FEATURE, MaskWriter
+from dcqformat.format.publish import TempFile, publish_error, remove_stale
 
 _COPY_CHUNK = 16 << 20
 
@@ -43,9 +46,8 @@ class _Spool:
         self.compressor = (
             zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
             if encoding == "zstd" else None)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{encoding}.tmp", dir=target.parent)
-        self.path = Path(name)
-        self.file = os.fdopen(fd, "wb")
+        self.tmp = TempFile(target)
+        self.file = self.tmp.file()
         self.size = 0
         self.crc = 0
         self.lengths = array("Q")
@@ -61,7 +63,6 @@ class _Spool:
 
     def finish(self) -> None:
         self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
 
     def discard(self) -> None:
@@ -69,10 +70,7 @@ class _Spool:
             self.file.close()
         except OSError:
             pass
-        try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+        self.tmp.discard()
 
 
 def _deflate(n: int) -> dict[str, Any]:
@@ -86,16 +84,36 @@ def _deflate(n: int) -> dict[str, Any]:
 
 def _checked_int(name: str, value: Any, lo: int, hi: int, sample: int) -> int:
     """``value`` as an int in ``lo..hi`` (bools and floats refused), else InvalidArgumentError."""
-    if isinstance(value, bool):
-        raise InvalidArgumentError(f"sample {sample}: {name} must be an integer, got {value!r}")
     try:
-        v = operator.index(value)
-    except TypeError:
+        return check_int(value, name, minimum=lo, maximum=hi)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"sample {sample}: {exc}") from None
+
+
+def _utf8(text: str, what: str) -> str:
+    """``text`` when it encodes as UTF-8 (no lone surrogates), else InvalidArgumentError."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgumentError(f"{what} {text!r} is not valid Unicode text ({exc.reason})") from None
+    return text
+
+
+def check_class_names(classes: Any) -> list[str]:
+    """The class names as a list: any iterable of names (not one string), each non-empty UTF-8
+    text without newline or NUL, all different (spec §4), else InvalidArgumentError."""
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
         raise InvalidArgumentError(
-            f"sample {sample}: {name} must be an integer, got {type(value).__name__} {value!r}") from None
-    if not lo <= v <= hi:
-        raise InvalidArgumentError(f"sample {sample}: {name} must be in {lo}..{hi}, got {v}")
-    return v
+            f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
+    names = [_utf8(str(c), "class name") for c in classes]
+    if not names:
+        raise InvalidArgumentError("classes must name at least one class, got an empty list")
+    bad = [c for c in names if not c or "\n" in c or "\0" in c]
+    if bad:
+        raise InvalidArgumentError(f"class names must be non-empty without newline or NUL, got {bad[0]!r}")
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"classes must be unique, got {names!r}")
+    return names
 
 
 def _crc32(array_: np.ndarray) -> int:
@@ -108,7 +126,8 @@ class DCQWriter:
     Parameters
     ----------
     path:
-        Target file. It is created (or replaced) only when the writer closes successfully.
+        Target file. It appears only when the writer closes successfully, with mode
+        ``0o666 & ~umask``.
     bits:
         Bits per pixel index, 1..8.
     channels:
@@ -127,6 +146,10 @@ class DCQWriter:
         Store patch masks (spec §13, feature ``patch-mask``, version 1.1) with this patch size
         P: :meth:`add_sample` then takes ``keep_mask``, ``fills`` and ``theta``. None (default):
         a plain version 1.0 file.
+    overwrite:
+        Replace ``path`` if it exists. False (default): an existing ``path`` is refused at
+        construction (InvalidArgumentError), and a file that appears there while writing is
+        never replaced (``close`` raises WriteError and leaves it as it is).
 
     Use it as a context manager::
 
@@ -146,38 +169,32 @@ class DCQWriter:
         payload_encoding: str = "raw",
         zstd_level: int = L.ZSTD_DEFAULT_LEVEL,
         patch_size: int | None = None,
+        overwrite: bool = False,
     ) -> None:
-        if not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= 8:
-            raise InvalidArgumentError(f"bits must be an integer in 1..8, got {bits!r}")
-        if channels not in (1, 3):
+        bits = check_int(bits, "bits", minimum=1, maximum=8)
+        if isinstance(channels, bool) or channels not in (1, 3):
             raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
-        # Any iterable of names (a list, a tuple, a NumPy array of str) but not one string.
-        if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
-            raise InvalidArgumentError(
-                f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
-        classes = [str(c) for c in classes]
-        if any("\n" in c or not c for c in classes):
-            raise InvalidArgumentError(f"class names must be non-empty without newlines, got {classes!r}")
-        if not classes:
-            raise InvalidArgumentError("classes must name at least one class, got an empty list")
-        if len(set(classes)) != len(classes):
-            raise InvalidArgumentError(f"classes must be unique, got {classes!r}")
-        k = (1 << int(bits)) if palette_size is None else palette_size
-        if not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= (1 << int(bits)):
-            raise InvalidArgumentError(
-                f"palette_size must be in 1..{1 << int(bits)} for bits={bits}, got {palette_size!r}"
-            )
+        classes = check_class_names(classes)
+        k = (1 << bits) if palette_size is None else check_int(
+            palette_size, f"palette_size (for bits={bits})", minimum=1, maximum=1 << bits)
         if payload_encoding not in (*L.PAYLOAD_ENCODINGS, "auto"):
             raise InvalidArgumentError(
                 f"payload_encoding must be one of {(*L.PAYLOAD_ENCODINGS, 'auto')}, got {payload_encoding!r}"
             )
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path = Path(path)
         if self.path.is_dir():
             raise InvalidArgumentError(f"output path {str(self.path)!r} is a directory")
-        if not self.path.parent.exists():
+        if not self.path.parent.is_dir():
             raise InvalidArgumentError(
                 f"output folder {str(self.path.parent)!r} does not exist"
             )
+        self.overwrite = bool(overwrite)
+        if not self.overwrite and os.path.lexists(self.path):
+            raise InvalidArgumentError(
+                f"output {str(self.path)!r} exists (pass overwrite=True / --force to replace it)")
+        remove_stale(self.path.parent, self.path.name)  # what killed writers left, if any
         self.bits = int(bits)
         self.channels = int(channels)
         self.classes = classes
@@ -192,7 +209,7 @@ class DCQWriter:
         self._source_sizes = array("q")
         self._any_source = False
         self._closed = False
-        self._h5_tmp: Path | None = None
+        self._h5_tmp: TempFile | None = None
         encodings = L.PAYLOAD_ENCODINGS if payload_encoding == "auto" else (payload_encoding,)
         self._spools: list[_Spool] = []
         try:
@@ -241,8 +258,10 @@ class DCQWriter:
         records the method, parameters, seed, model identity and per-class counts.
         """
         self._check_open()
-        if not name or "/" in name:
-            raise InvalidArgumentError(f"selection name must be non-empty without '/', got {name!r}")
+        if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
+            raise InvalidArgumentError(
+                f"selection name must be a non-empty string without '/' or NUL, not '.' or '..', got {name!r}")
+        _utf8(name, "selection name")
         try:
             json.dumps(dict(attrs), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -280,7 +299,7 @@ class DCQWriter:
         Returns the sample's position in the file.
         """
         self._check_open()
-        path_text = "" if source_path is None else str(source_path)
+        path_text = "" if source_path is None else _utf8(str(source_path), f"sample {len(self)}: source_path")
         if "\n" in path_text:
             raise InvalidArgumentError(f"sample {len(self)}: source_path must not contain a newline")
         idx = np.asarray(indices)
@@ -341,9 +360,9 @@ class DCQWriter:
             return
         try:
             self._finish()
-        except OSError as exc:  # disk full, permissions: a DcqError, and nothing left behind
+        except OSError as exc:  # disk full, permissions, a target that appeared: a DcqError
             self.abort()
-            raise WriteError(f"cannot write {str(self.path)!r}: {exc.strerror or exc}") from exc
+            raise publish_error(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
@@ -354,11 +373,10 @@ class DCQWriter:
         self._closed = True
         for spool in getattr(self, "_spools", []):
             spool.discard()
-        if getattr(self, "_h5_tmp", None) is not None:
-            try:
-                Path(self._h5_tmp).unlink()  # type: ignore[arg-type]
-            except FileNotFoundError:
-                pass
+        tmp = getattr(self, "_h5_tmp", None)
+        if tmp is not None:
+            tmp.discard()
+            self._h5_tmp = None
 
     def __enter__(self) -> DCQWriter:
         return self
@@ -396,14 +414,10 @@ class DCQWriter:
         for spool in self._spools:
             spool.finish()
         chosen = min(self._spools, key=lambda sp: (sp.size, sp.encoding != "raw"))
-        fd, h5_tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._h5_tmp = Path(h5_tmp)
-        with h5py.File(h5_tmp, "w", libver=("v110", "v110")) as h5:
+        self._h5_tmp = TempFile(self.path)
+        with self._h5_tmp.file() as fo, h5py.File(fo, "w", libver=("v110", "v110")) as h5:
             self._write_container(h5, n, num_clusters, chosen)
-        with open(h5_tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(h5_tmp, self.path)
+        self._h5_tmp.publish(self.overwrite)  # fsync, then link / rename (never replacing unless asked)
         self._h5_tmp = None
         self.payload_encoding = chosen.encoding
         self.payload_sizes = {sp.encoding: sp.size for sp in self._spools}
@@ -443,7 +457,7 @@ class DCQWriter:
 
         payload = h5.create_dataset(L.DS_PAYLOAD, shape=(chosen.size,), dtype=np.uint8)
         payload.attrs[L.ATTR_CRC32] = np.uint32(chosen.crc & 0xFFFFFFFF)
-        with open(chosen.path, "rb") as spool:
+        with chosen.tmp.file() as spool:
             pos = 0
             while chunk := spool.read(_COPY_CHUNK):
                 payload[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)

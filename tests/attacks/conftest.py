@@ -1,0 +1,69 @@
+"""Helpers of the attack tests (issue #15): each test builds its hostile file or folder itself.
+
+The tests use only what the reader and writer offered before these fixes (``DCQFile``,
+``DCQWriter``, ``DcqError`` and its families, ``dcqformat.cli.main``), so that running them
+against an older checkout (``PYTHONPATH=/old/checkout pytest tests/attacks``; ``pytest``, not
+``python -m pytest``, so that the working directory is not imported first) shows each one
+failing there. The header line of the run names the package under test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def pytest_report_header() -> str:
+    import dcqformat
+    return f"attacks: testing dcqformat from {Path(dcqformat.__file__).parent}"
+
+
+def crc(values: Any) -> np.uint32:
+    """CRC-32 as the .dcq checksums store it."""
+    data = values if isinstance(values, bytes) else np.ascontiguousarray(values).tobytes()
+    return np.uint32(zlib.crc32(data) & 0xFFFFFFFF)
+
+
+def write_small(path: Path, *, classes: Sequence[str] = ("a", "b"), n: int = 4, seed: int = 0,
+                encoding: str = "raw", shape: tuple[int, int] = (4, 5)) -> list[np.ndarray]:
+    """A small q=2 RGB file; returns the index maps written (sample i has label i % classes)."""
+    from dcqformat import DCQWriter
+
+    rng = np.random.default_rng(seed)
+    maps = [rng.integers(0, 4, size=shape, dtype=np.uint8) for _ in range(n)]
+    with DCQWriter(path, bits=2, channels=3, classes=list(classes), payload_encoding=encoding) as w:
+        w.set_palettes(rng.integers(0, 256, size=(1, 4, 3), dtype=np.uint8))
+        for i, m in enumerate(maps):
+            w.add_sample(m, cluster=0, label=i % len(classes))
+    return maps
+
+
+def child_env() -> dict[str, str]:
+    """The environment a child needs to import the dcqformat under test (run it with a ``cwd``
+    outside the checkout: ``python -c`` puts the working directory first on ``sys.path``)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def run_python(code: str, *args: str, cwd: Path, timeout: float = 60,
+               ) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter in ``cwd`` that imports the same dcqformat as this
+    process; raises subprocess.TimeoutExpired on a hang."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
+                          text=True, timeout=timeout, env=child_env(), cwd=cwd)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    """A small valid file ``tmp_path/small.dcq``."""
+    path = tmp_path / "small.dcq"
+    write_small(path)
+    return path

@@ -1,0 +1,178 @@
+"""Issue #15 class 2: memory and time bombs in structure the reader did not bound.
+
+Before: four bytes edited in the raw data of a variable-length string (``/classes``, or a root
+string attribute) made ``DCQFile()`` allocate and zero ~4.3 GB before HDF5 noticed the length
+did not match its heap object; and a spec-valid ~20 KB file could declare thousands of
+16384×16384 samples that all decode from one tiny zstd frame (seconds each; ``verify`` for
+hours, with no progress and no clean stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import zstandard
+
+from dcqformat import DCQFile
+from dcqformat.errors import DcqError
+
+from .conftest import child_env, crc, run_python, write_small
+
+PEAK = """
+    import resource, sys
+    from dcqformat import DCQFile
+    from dcqformat.errors import DcqError
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        DCQFile(sys.argv[1])
+    except DcqError as exc:
+        print("refused:", exc)
+    else:
+        print("accepted")
+    print("grew_mib", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def _grew_mib(path: Path, tmp_path: Path) -> tuple[str, int]:
+    proc = run_python(PEAK, str(path), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    return lines[0], int(lines[-1].split()[1])
+
+
+def _bomb_classes(src: Path, out: Path, declared: int, collection: int | None = None) -> None:
+    data = bytearray(src.read_bytes())
+    with h5py.File(src, "r") as h5:
+        offset = h5["classes"].id.get_offset()
+    _length, coll, index = struct.unpack_from("<IQI", data, offset)
+    struct.pack_into("<IQI", data, offset, declared, coll if collection is None else collection, index)
+    out.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("collection", [None, 123_456_789], ids=["same-object", "no-object"])
+def test_classes_descriptor_length_bomb(tmp_path: Path, small: Path, collection: int | None) -> None:
+    bomb = tmp_path / "bomb.dcq"
+    _bomb_classes(small, bomb, 0xFFFFFFF0, collection)
+    assert bomb.stat().st_size < 64 << 10
+    verdict, grew = _grew_mib(bomb, tmp_path)
+    assert verdict.startswith("refused:") and "classes" in verdict, verdict
+    assert grew < 64, f"opening a {bomb.stat().st_size} B file grew the peak memory by {grew} MiB"
+
+
+def _earliest_copy(src: Path, dst: Path) -> None:
+    """The same file written with HDF5's oldest object headers (no metadata checksums): an
+    attribute's descriptor bytes can then be edited without recomputing anything."""
+    with h5py.File(src, "r") as s, h5py.File(dst, "w", libver="earliest") as d:
+        for k in s.attrs:
+            d.attrs.create(k, s.attrs[k], dtype=s.attrs.get_id(k).dtype)
+
+        def copy(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                nd = d.create_dataset(name, data=obj[()], dtype=obj.dtype)
+                for k in obj.attrs:
+                    nd.attrs[k] = obj.attrs[k]
+            else:
+                d.require_group(name)
+        s.visititems(copy)
+
+
+@pytest.mark.parametrize("name", ["payload_encoding", "dcq_format", "created_by"])
+def test_string_attribute_descriptor_length_bomb(tmp_path: Path, small: Path, name: str) -> None:
+    early = tmp_path / "early.dcq"
+    _earliest_copy(small, early)
+    DCQFile(early).verify()  # the copy itself is a valid file
+    data = bytearray(early.read_bytes())
+    with h5py.File(early, "r") as h5:
+        value = h5.attrs[name]
+    text = value.encode() if isinstance(value, str) else bytes(value)
+    gcol = data.find(b"GCOL\x01")
+    index = next(j for j in range(1, 64) if _object(bytes(data), gcol, j) == text)
+    pos = data.find(struct.pack("<IQI", len(text), gcol, index))
+    assert pos >= 0
+    struct.pack_into("<I", data, pos, 0xFFFFFFF0)
+    bomb = tmp_path / "attr_bomb.dcq"
+    bomb.write_bytes(bytes(data))
+    verdict, grew = _grew_mib(bomb, tmp_path)
+    assert verdict.startswith("refused:"), verdict
+    assert grew < 64, f"opening a {bomb.stat().st_size} B file grew the peak memory by {grew} MiB"
+
+
+def _object(data: bytes, gcol: int, index: int) -> bytes | None:
+    p, end = gcol + 16, gcol + int.from_bytes(data[gcol + 8:gcol + 16], "little")
+    while p + 16 <= end:
+        idx, _r, _z, size = struct.unpack_from("<HHIQ", data, p)
+        if idx == 0:
+            return None
+        if idx == index:
+            return data[p + 16:p + 16 + size]
+        p += 16 + ((size + 7) & ~7)
+    return None
+
+
+def _pixel_bomb(path: Path, n: int, side: int = 16384) -> None:
+    """``n`` samples of side×side pixels at q=1 whose stored bytes are all the same tiny zstd
+    frame (payload ranges may overlap, spec §4): spec-valid, every checksum right."""
+    write_small(path, n=1, encoding="zstd", shape=(1, 1))
+    frame = zstandard.ZstdCompressor(level=19, write_content_size=True).compress(bytes(side * side // 8))
+    with h5py.File(path, "r+") as h5:
+        h5.attrs["bits"] = np.uint8(1)
+        h5.attrs["palette_size"] = np.uint16(2)
+        h5.attrs["num_samples"] = np.uint64(n)
+        del h5["palettes"]
+        pal = np.array([[[0, 0, 0], [255, 255, 255]]], "u1")
+        h5.create_dataset("palettes", data=pal).attrs["crc32"] = crc(pal)
+        payload = np.frombuffer(frame, "u1")
+        del h5["payload"]
+        h5.create_dataset("payload", data=payload).attrs["crc32"] = crc(payload)
+        columns = {"height": np.full(n, side, "<u4"), "width": np.full(n, side, "<u4"),
+                   "label": np.zeros(n, "<u4"), "cluster": np.zeros(n, "<u4"),
+                   "offset": np.zeros(n, "<u8"), "length": np.full(n, len(frame), "<u8"),
+                   "crc32": np.full(n, zlib_crc(frame), "<u4")}
+        for name, values in columns.items():
+            del h5[f"samples/{name}"]
+            h5["samples"].create_dataset(name, data=values, chunks=(min(n, 1 << 16),), shuffle=True,
+                                         compression="gzip").attrs["crc32"] = crc(values)
+
+
+def zlib_crc(data: bytes) -> int:
+    return int(crc(data))
+
+
+def test_pixel_bomb_is_refused_at_open_and_the_override_works(tmp_path: Path) -> None:
+    bomb = tmp_path / "pixels.dcq"
+    _pixel_bomb(bomb, 15000)
+    assert bomb.stat().st_size < 64 << 10  # 15,000 x 268 Mpx declared by a few KB
+    t0 = time.perf_counter()
+    with pytest.raises(DcqError, match="max_pixels") as err:
+        DCQFile(bomb)
+    assert "sample 0" in str(err.value) and time.perf_counter() - t0 < 10
+    f = DCQFile(bomb, max_pixels=None)  # the documented override
+    assert len(f) == 15000 and f.shape(14999) == (16384, 16384, 3)
+
+
+def test_verify_reports_progress_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    bomb = tmp_path / "pixels.dcq"
+    _pixel_bomb(bomb, 200, side=4096)  # 16.8 Mpx each: a fraction of a second per sample
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dcqformat.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", "verify", str(bomb), "--progress",
+                             "--max-pixels", "0"], stderr=subprocess.PIPE, text=True,
+                            env=child_env(), cwd=tmp_path)
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # a progress line arrives before the end
+    assert "verify:" in first and "/200 samples" in first, first
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        rest = proc.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("verify did not stop on Ctrl-C")
+    assert proc.returncode == 130 and "interrupted" in rest and "Traceback" not in rest, rest
