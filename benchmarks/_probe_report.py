@@ -191,21 +191,24 @@ def _points(state: dict[str, Any], n_train: int) -> dict[str, tuple[float, float
 
 
 def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, row: Any) -> tuple[str, str, float]:
-    """(bytes cell, accuracy cell, mean; nan when above the bytes) of the first ``kind`` row
-    matched to the bytes of ``row``'s file."""
-    for name, c in state.get("configs", {}).items():
-        if c.kind == kind and c.ref and name in points and \
-                parse_config(c.ref).file_key() == row.file_key():
-            enc = state["rows"][name].get("encode", {})
-            how = (f"q {enc.get('quality')}" if kind == "webp" else f"{enc.get('colours')} col")
-            if enc.get("scale", 1.0) != 1.0:
-                how += f", ×{enc['scale']:g}"
-            if not enc.get("under", True):
-                how += ", ABOVE"
-            b, m, s, k = points[name]
-            return (f"{b:.0f} ({how})", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"),
-                    m if enc.get("under", True) else float("nan"))
-    return "–", "–", float("nan")
+    """(bytes cell, accuracy cell, mean; nan when above the bytes) of the ``kind`` row matched
+    to the bytes of ``row``'s file: the most accurate of those at or under them, else the first."""
+    matched = [name for name, c in state.get("configs", {}).items()
+               if c.kind == kind and c.ref and name in points
+               and parse_config(c.ref).file_key() == row.file_key()]
+    if not matched:
+        return "–", "–", float("nan")
+    under = [n for n in matched if state["rows"][n].get("encode", {}).get("under", True)]
+    name = max(under, key=lambda n: points[n][1]) if under else matched[0]
+    enc = state["rows"][name].get("encode", {})
+    how = (f"q {enc.get('quality')}" if kind == "webp" else f"{enc.get('colours')} col")
+    if enc.get("scale", 1.0) != 1.0:
+        how += f", ×{enc['scale']:g}"
+    if not enc.get("under", True):
+        how += ", ABOVE"
+    b, m, s, k = points[name]
+    return (f"{b:.0f} ({how})", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"),
+            m if enc.get("under", True) else float("nan"))
 
 
 def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
@@ -221,7 +224,8 @@ def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
              "set, for every row: a budget per image). ★ = on the frontier of this run: no row "
              "(WebP and PNG-8 included) has at most these bytes and a higher mean accuracy. "
              "Beside each dcq row: WebP (method 6, highest quality at or under its bytes) and "
-             "per-image k-means PNG-8 (colours matched at or under its bytes; ×s = downscaled); "
+             "per-image k-means PNG-8 (colours matched at or under its bytes; ×s = downscaled; "
+             "of several such rows, the most accurate); "
              "ABOVE = even the smallest setting exceeds the bytes (left out of 'best').",
              "",
              "| B/img | row | accuracy % | ★ | WebP B/img | WebP acc % | PNG-8 B/img | PNG-8 acc % | best at these bytes |",

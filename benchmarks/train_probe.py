@@ -3,7 +3,7 @@
     python benchmarks/train_probe.py                       # the full table (< 60 min, 2 CPU cores)
     python benchmarks/train_probe.py --quick               # tiny, for iteration (a few minutes)
     python benchmarks/train_probe.py --datasets emoji64 --seeds 3 --configs original,dcq-q2
-    python benchmarks/train_probe.py --datasets emoji64 --frontier --configs @benchmarks/frontier_emoji64.txt
+    python benchmarks/train_probe.py --datasets emoji64 --frontier --configs @benchmarks/configs/frontier_emoji64.txt
 
 Protocol (DCQ paper, docs/method.md §1): train on the compressed TRAINING set, test on the ORIGINAL
 test set. For every configuration the same small CNN, schedule, augmentation (random crop with
@@ -220,150 +220,153 @@ def plan_dataset(sched: Scheduler, ds: dict[str, Any], st: Settings, configs: li
     runs on the .dcq encoded with seed s and on the subset drawn with seed s (the std then covers
     the encoder's randomness too); otherwise every seed trains on the seed-0 encoding. Rows whose
     convert keywords agree share one file per seed; a failing task fails its rows, not the run."""
-    work = Path(ds["dir"])
-    test = {"path": str(work / "test.npz")}
-    rows: dict[str, dict[str, Any]] = state["rows"]
-    state["configs"] = {c.name: c for c in configs}
-    for c in configs:
-        rows[c.name] = {"config": c.name, "kind": c.kind, "what": c.what, "bits": c.bits, "runs": []}
-        if c.error:
-            rows[c.name]["error"] = c.error
-    live = [c for c in configs if c.error is None]
-    refs = {c.name: parse_config(c.ref) for c in live if c.ref}
-    files: dict[str, Config] = {}
-    for c in [x for x in live if x.kind == "dcq"] + list(refs.values()):
-        files.setdefault(c.file_key(), c)
+    DatasetPlan(sched, ds, st, configs, seeds, state, per_seed).queue_all()
 
-    def fail(names: list[str], message: str) -> None:
+
+class DatasetPlan:
+    """The tasks of one dataset and the callbacks that chain them (see :func:`plan_dataset`)."""
+
+    def __init__(self, sched: Scheduler, ds: dict[str, Any], st: Settings, configs: list[Config],
+                 seeds: list[int], state: dict[str, Any], per_seed: bool) -> None:
+        self.sched, self.ds, self.st, self.seeds, self.state = sched, ds, st, seeds, state
+        self.per_seed = per_seed
+        self.work = Path(ds["dir"])
+        self.test = {"path": str(self.work / "test.npz")}
+        self.rows: dict[str, dict[str, Any]] = state["rows"]
+        state["configs"] = {c.name: c for c in configs}
+        for c in configs:
+            self.rows[c.name] = {"config": c.name, "kind": c.kind, "what": c.what, "bits": c.bits,
+                                 "runs": []}
+            if c.error:
+                self.rows[c.name]["error"] = c.error
+        self.live = [c for c in configs if c.error is None]
+        self.refs = {c.name: parse_config(c.ref) for c in self.live if c.ref}
+        self.files: dict[str, Config] = {}
+        for c in [x for x in self.live if x.kind == "dcq"] + list(self.refs.values()):
+            self.files.setdefault(c.file_key(), c)
+
+    def queue_all(self) -> None:
+        orig = BY_NAME["original"]  # original PNG sizes: the original row and the subsets need them
+        self.sched.add(1, task_baseline, (self.ds, orig, None, str(self.work / "original.npz")),
+                       lambda info: self.after_original(orig, info))
+        if "original" in self.rows and "error" not in self.rows["original"]:
+            self.queue_training(orig, {"kind": "npz", "path": str(self.work / "train.npz")})
+        for c in self.live:  # per-image quantizers
+            if c.kind == "quant":
+                out = str(self.work / f"{c.name}.npz")
+
+                def qdone(info: dict[str, Any], c: Config = c, out: str = out) -> None:
+                    self.rows[c.name]["encode"] = info
+                    _log(f"{self.ds['name']} {c.name}: {info['bytes']:,} B, PSNR {info['psnr']:.2f} dB")
+                    self.queue_training(c, {"kind": "npz", "path": out})
+                self.sched.add(2, task_baseline, (self.ds, c, None, out), qdone)
+        if self.files:
+            proxy = str(self.work / "proxy.pt")
+            self.sched.add(0, task_proxy, (self.ds, proxy, self.st.proxy_epochs),
+                           lambda info: self.proxy_done(proxy, info))
+
+    def fail(self, names: list[str], message: str) -> None:
         for n in names:
-            if n in rows and not rows[n].get("error"):
-                rows[n]["error"] = message
-                _log(f"{ds['name']} {n}: FAILED: {message}")
+            if n in self.rows and not self.rows[n].get("error"):
+                self.rows[n]["error"] = message
+                _log(f"{self.ds['name']} {n}: FAILED: {message}")
 
-    def queue_training(c: Config, source: dict[str, Any], which: list[int] | None = None) -> None:
-        for s in (seeds if which is None else which):
+    def queue_training(self, c: Config, source: dict[str, Any], which: list[int] | None = None) -> None:
+        for s in (self.seeds if which is None else which):
             def done(r: dict[str, Any], c: Config = c) -> None:
-                rows[c.name]["runs"].append(r)
-                _log(f"{ds['name']} {c.name} seed {r['seed']}: acc {100 * r['accuracy']:.2f} % "
+                self.rows[c.name]["runs"].append(r)
+                _log(f"{self.ds['name']} {c.name} seed {r['seed']}: acc {100 * r['accuracy']:.2f} % "
                      f"({r['train_seconds']:.0f} s, {r['train_images']} items, {r['reader']})")
-            sched.add(3, task_train, (source, test, st, s, len(ds["classes"])), done,
-                      lambda e, c=c: fail([c.name], f"training failed: {type(e).__name__}: {e}"))
+            self.sched.add(3, task_train, (source, self.test, self.st, s, len(self.ds["classes"])), done,
+                           lambda e, c=c: self.fail([c.name], f"training failed: {type(e).__name__}: {e}"))
 
-    def after_original(c: Config, info: dict[str, Any]) -> None:
-        state["original_png"] = info
-        if c.name in rows:
-            rows[c.name]["encode"] = info
-        state["png_ready"] = True
-        for fn in state.pop("waiting_png", []):
+    def after_original(self, c: Config, info: dict[str, Any]) -> None:
+        self.state["original_png"] = info
+        if c.name in self.rows:
+            self.rows[c.name]["encode"] = info
+        self.state["png_ready"] = True
+        for fn in self.state.pop("waiting_png", []):
             fn()
 
-    def queue_ref_baselines(key: str, file_bytes: int, es: int) -> None:
-        for c in live:
-            if not c.ref or refs[c.name].file_key() != key:
+    def proxy_done(self, proxy: str, info: dict[str, Any]) -> None:
+        """Convert every distinct file once per encoding seed; each finished file queues the
+        training of its dcq rows and the baselines matched to its bytes."""
+        self.state["proxy"] = info
+        _log(f"{self.ds['name']} proxy trained in {info['seconds']:.0f} s")
+        for key, c in self.files.items():
+            users = [r for r in self.live if r.kind == "dcq" and r.file_key() == key]
+            dependants = [r.name for r in users] + [n for n, ref in self.refs.items() if ref.file_key() == key]
+            for es in (self.seeds if self.per_seed else [0]):
+                dst = str(self.work / f"{_safe(c.name)}_e{es}.dcq")
+                self.sched.add(0, task_convert, (self.ds, c, proxy, dst, es),
+                               lambda s, c=c, dst=dst, es=es, users=users, key=key:
+                               self.converted(s, info, c, dst, es, users, key),
+                               lambda e, d=dependants: self.fail(d, f"convert failed: {type(e).__name__}: {e}"))
+
+    def converted(self, s: dict[str, Any], proxy_info: dict[str, Any], c: Config, dst: str, es: int,
+                  users: list[Config], key: str) -> None:
+        s["seconds_with_proxy"] = s["seconds"] + proxy_info["seconds"]
+        self.state["dcq"].setdefault(c.name, {})[es] = s
+        for r in users:
+            if self.rows[r.name].get("error"):
+                continue
+            encodes = self.rows[r.name].setdefault("encodes", {})
+            encodes[es] = {"bytes": s["file_bytes"], "images": s["images"],
+                           "psnr": s.get("psnr_mean_db"), "seconds": s["seconds_with_proxy"]}
+            self.rows[r.name]["encode"] = _summarise(encodes)
+            self.queue_training(r, {"kind": "dcq", "path": dst, "load": dict(r.load)},
+                                [es] if self.per_seed else None)
+        _log(f"{self.ds['name']} {c.name} (seed {es}): {s['file_bytes']:,} B, PSNR "
+             f"{s.get('psnr_mean_db') or float('nan'):.2f} dB, convert {s['seconds']:.0f} s")
+        self.queue_ref_baselines(key, int(s["file_bytes"]), es)
+
+    def queue_ref_baselines(self, key: str, file_bytes: int, es: int) -> None:
+        for c in self.live:
+            if not c.ref or self.refs[c.name].file_key() != key:
                 continue
             if c.kind != "subset":  # deterministic: one encoding, matched to the seed-0 file
                 if es != 0:
                     continue
-                first = state.setdefault("baseline_tasks", {}).setdefault(
+                first = self.state.setdefault("baseline_tasks", {}).setdefault(
                     json.dumps([c.kind, c.scales, key]), c.name)
                 if first != c.name:
-                    rows[c.name]["same_as"] = first
+                    self.rows[c.name]["same_as"] = first
                     continue
-            draw = es if c.kind == "subset" and per_seed else 0  # once: es is always 0
-            out = str(work / (f"{_safe(c.name)}_e{draw}.npz" if c.kind == "subset" else f"{_safe(c.name)}.npz"))
-            which = [draw] if c.kind == "subset" and per_seed else None
-
-            def go(c: Config = c, out: str = out, draw: int = draw,
-                   which: list[int] | None = which) -> None:
-                def done(info: dict[str, Any], c: Config = c, out: str = out) -> None:
-                    if c.kind == "subset":
-                        rows[c.name].setdefault("encodes", {})[draw] = info
-                        rows[c.name]["encode"] = {**_summarise(rows[c.name]["encodes"]), "psnr": None}
-                    else:
-                        rows[c.name]["encode"] = info
-                    _log(f"{ds['name']} {c.name} (draw {draw}): {info['bytes']:,} B for "
-                         f"{info['images']} images (target {file_bytes:,} B) in {info['seconds']:.0f} s")
-                    data_key = _data_key(c, info)
-                    if data_key is not None:  # the same setting as another row: the same data
-                        seen = state.setdefault("baseline_data", {})
-                        if data_key in seen:
-                            rows[c.name]["same_as"] = seen[data_key]
-                            return
-                        seen[data_key] = c.name
-                    src: dict[str, Any] = {"kind": "npz", "path": out}
-                    if c.kind == "subset":
-                        src = {"kind": "npz", "path": str(work / "train.npz"),
-                               "indices": np.load(out.replace(".npz", "_indices.npy")).tolist()}
-                    queue_training(c, src, which)
-                sched.add(2, task_baseline, (ds, c, file_bytes, out, draw), done,
-                          lambda e, c=c: fail([c.name], f"encoding failed: {type(e).__name__}: {e}"))
-            if c.kind == "subset" and not state.get("png_ready"):
-                state.setdefault("waiting_png", []).append(go)
+            draw = es if c.kind == "subset" and self.per_seed else 0  # once: es is always 0
+            if c.kind == "subset" and not self.state.get("png_ready"):
+                self.state.setdefault("waiting_png", []).append(
+                    lambda c=c, draw=draw: self.queue_baseline(c, file_bytes, draw))
             else:
-                go()
+                self.queue_baseline(c, file_bytes, draw)
 
-    # original PNG sizes (needed for the original row and the subsets)
-    orig = BY_NAME["original"]
-    sched.add(1, task_baseline, (ds, orig, None, str(work / "original.npz")),
-              lambda info: after_original(orig, info))
-    if "original" in rows and "error" not in rows["original"]:
-        queue_training(orig, {"kind": "npz", "path": str(work / "train.npz")})
+    def queue_baseline(self, c: Config, file_bytes: int, draw: int) -> None:
+        subset = c.kind == "subset"
+        out = str(self.work / (f"{_safe(c.name)}_e{draw}.npz" if subset else f"{_safe(c.name)}.npz"))
+        which = [draw] if subset and self.per_seed else None
 
-    # per-image quantizers
-    for c in live:
-        if c.kind == "quant":
-            out = str(work / f"{c.name}.npz")
-
-            def qdone(info: dict[str, Any], c: Config = c, out: str = out) -> None:
-                rows[c.name]["encode"] = info
-                _log(f"{ds['name']} {c.name}: {info['bytes']:,} B, PSNR {info['psnr']:.2f} dB")
-                queue_training(c, {"kind": "npz", "path": out})
-            sched.add(2, task_baseline, (ds, c, None, out), qdone)
-
-    if files:  # the proxy, then the converts
-        queue_converts(sched, ds, state, files, live, refs, seeds if per_seed else [0], per_seed,
-                       st, queue_training, queue_ref_baselines, fail)
-
-
-def queue_converts(sched: Scheduler, ds: dict[str, Any], state: dict[str, Any],
-                   files: dict[str, Config], live: list[Config], refs: dict[str, Config],
-                   enc_seeds: list[int], per_seed: bool, st: Settings,
-                   queue_training: Callable[..., None], queue_ref_baselines: Callable[..., None],
-                   fail: Callable[[list[str], str], None]) -> None:
-    """Train the proxy, then convert every distinct file once per encoding seed; each finished
-    file queues the training of its dcq rows and the baselines matched to its bytes."""
-    work = Path(ds["dir"])
-    rows = state["rows"]
-    proxy = str(work / "proxy.pt")
-
-    def proxy_done(info: dict[str, Any]) -> None:
-        state["proxy"] = info
-        _log(f"{ds['name']} proxy trained in {info['seconds']:.0f} s")
-        for key, c in files.items():
-            users = [r for r in live if r.kind == "dcq" and r.file_key() == key]
-            dependants = [r.name for r in users] + [n for n, ref in refs.items() if ref.file_key() == key]
-            for es in enc_seeds:
-                dst = str(work / f"{_safe(c.name)}_e{es}.dcq")
-
-                def cdone(s: dict[str, Any], c: Config = c, dst: str = dst, es: int = es,
-                          users: list[Config] = users, key: str = key) -> None:
-                    s["seconds_with_proxy"] = s["seconds"] + info["seconds"]
-                    state["dcq"].setdefault(c.name, {})[es] = s
-                    for r in users:
-                        if rows[r.name].get("error"):
-                            continue
-                        encodes = rows[r.name].setdefault("encodes", {})
-                        encodes[es] = {"bytes": s["file_bytes"], "images": s["images"],
-                                       "psnr": s.get("psnr_mean_db"), "seconds": s["seconds_with_proxy"]}
-                        rows[r.name]["encode"] = _summarise(encodes)
-                        queue_training(r, {"kind": "dcq", "path": dst, "load": dict(r.load)},
-                                       [es] if per_seed else None)
-                    _log(f"{ds['name']} {c.name} (seed {es}): {s['file_bytes']:,} B, PSNR "
-                         f"{s.get('psnr_mean_db') or float('nan'):.2f} dB, convert {s['seconds']:.0f} s")
-                    queue_ref_baselines(key, int(s["file_bytes"]), es)
-                sched.add(0, task_convert, (ds, c, proxy, dst, es), cdone,
-                          lambda e, d=dependants: fail(d, f"convert failed: {type(e).__name__}: {e}"))
-    sched.add(0, task_proxy, (ds, proxy, st.proxy_epochs), proxy_done)
+        def done(info: dict[str, Any]) -> None:
+            row = self.rows[c.name]
+            if subset:
+                row.setdefault("encodes", {})[draw] = info
+                row["encode"] = {**_summarise(row["encodes"]), "psnr": None}
+            else:
+                row["encode"] = info
+            _log(f"{self.ds['name']} {c.name} (draw {draw}): {info['bytes']:,} B for "
+                 f"{info['images']} images (target {file_bytes:,} B) in {info['seconds']:.0f} s")
+            data_key = _data_key(c, info)
+            if data_key is not None:  # the same setting as another row: the same data
+                seen = self.state.setdefault("baseline_data", {})
+                if data_key in seen:
+                    row["same_as"] = seen[data_key]
+                    return
+                seen[data_key] = c.name
+            src: dict[str, Any] = {"kind": "npz", "path": out}
+            if subset:
+                src = {"kind": "npz", "path": str(self.work / "train.npz"),
+                       "indices": np.load(out.replace(".npz", "_indices.npy")).tolist()}
+            self.queue_training(c, src, which)
+        self.sched.add(2, task_baseline, (self.ds, c, file_bytes, out, draw), done,
+                       lambda e: self.fail([c.name], f"encoding failed: {type(e).__name__}: {e}"))
 
 
 def _parse_configs(p: argparse.ArgumentParser, text: str, frontier: bool) -> list[Config]:

@@ -270,3 +270,8 @@ def test_frontier_table_sorts_by_bytes_and_marks_the_frontier(probe):
     state["rows"]["png8@dcq-q2"] = row("png8", 4000, [90, 90], colours=2, scale=1.0, under=False)
     q2 = [ln for ln in frontier_table(state, st) if ln.startswith("| 62 | dcq-q2")][0]
     assert "2 col, ABOVE" in q2 and "webp (+4.00 over dcq)" in q2
+    # of two WebP rows at these bytes, the more accurate one is shown
+    configs["webp:scale=0.5@dcq-q2"] = probe.parse_config("webp:scale=0.5@dcq-q2")
+    state["rows"]["webp:scale=0.5@dcq-q2"] = row("webp", 2990, [70, 70], quality=40, scale=0.5, under=True)
+    q2 = [ln for ln in frontier_table(state, st) if ln.startswith("| 62 | dcq-q2")][0]
+    assert "q 40, ×0.5" in q2 and "webp (+9.00 over dcq)" in q2
