@@ -190,7 +190,8 @@ def _points(state: dict[str, Any], n_train: int) -> dict[str, tuple[float, float
     return out
 
 
-def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, row: Any) -> tuple[str, str, float]:
+def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, row: Any,
+            front: set[str]) -> tuple[str, str, float]:
     """(bytes cell, accuracy cell, mean; nan when above the bytes) of the ``kind`` row matched
     to the bytes of ``row``'s file: the most accurate of those at or under them, else the first."""
     matched = [name for name, c in state.get("configs", {}).items()
@@ -207,7 +208,7 @@ def _beside(state: dict[str, Any], points: dict[str, Any], kind: str, row: Any) 
     if not enc.get("under", True):
         how += ", ABOVE"
     b, m, s, k = points[name]
-    return (f"{b:.0f} ({how})", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"),
+    return (f"{b:.0f} ({how}){' ★' if name in front else ''}", (f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"),
             m if enc.get("under", True) else float("nan"))
 
 
@@ -222,7 +223,8 @@ def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
              "",
              f"B/img = total bytes of the training data / {st.train_images:,} (the full training "
              "set, for every row: a budget per image). ★ = on the frontier of this run: no row "
-             "(WebP and PNG-8 included) has at most these bytes and a higher mean accuracy. "
+             "(WebP and PNG-8 included) has at most these bytes and a higher mean accuracy (a WebP or "
+             "PNG-8 cell with ★ is on it). "
              "Beside each dcq row: WebP (method 6, highest quality at or under its bytes) and "
              "per-image k-means PNG-8 (colours matched at or under its bytes; ×s = downscaled; "
              "of several such rows, the most accurate); "
@@ -230,16 +232,18 @@ def frontier_table(state: dict[str, Any], st: Settings) -> list[str]:
              "",
              "| B/img | row | accuracy % | ★ | WebP B/img | WebP acc % | PNG-8 B/img | PNG-8 acc % | best at these bytes |",
              "|---:|---|---:|:-:|---:|---:|---:|---:|---|"]
+    front = {n for n, (b, m, _, _) in points.items()
+             if not any(pb <= b and pm > m for o, (pb, pm, _, _) in points.items() if o != n)}
     for name in listed:
         b, m, s, k = points[name]
-        star = "★" if not any(pb <= b and pm > m for o, (pb, pm, _, _) in points.items() if o != name) else ""
+        star = "★" if name in front else ""
         acc = f"{m:.2f} ± {s:.2f}" if k > 1 else f"{m:.2f}"
         c = configs.get(name)
         cells = ["–", "–", "–", "–"]
         best = ""
         if c is not None and c.kind == "dcq":
-            wb, wa, wm = _beside(state, points, "webp", c)
-            pb_, pa, pm_ = _beside(state, points, "png8", c)
+            wb, wa, wm = _beside(state, points, "webp", c, front)
+            pb_, pa, pm_ = _beside(state, points, "png8", c, front)
             cells = [wb, wa, pb_, pa]
             cands = [(m, "dcq"), (wm, "webp"), (pm_, "png8")]
             cands = [(v, n) for v, n in cands if not np.isnan(v)]
