@@ -3,6 +3,9 @@
 Fixed names (``original``, ``dcq-q1``, ``jpeg@dcq-q2``, ...) are :data:`CONFIGS`; the committed
 results tables name them, so they never change. Generic names:
 
+- ``dcq:budget=SIZE[,KEY=VAL...]``: the file ``convert --budget SIZE`` writes (the planner,
+  ``convert_within_budget``, with the probe's seed and proxy and only the row's other keywords;
+  the plan it chose per seed is reported).
 - ``dcq:KEY=VAL,KEY=VAL``: ``dcqformat.convert`` with these keywords on top of the probe's
   defaults (bits=2, clusters=20, palette="cluster", attention, refine; the probe sets seed,
   model, device, threads, workers, progress and overwrite itself). Any ``convert()`` keyword
@@ -56,7 +59,10 @@ class Config:
     error: str | None = None  # the row cannot run (bad name or keywords): why
 
     def convert_kwargs(self) -> dict[str, Any]:
-        """The keywords this dcq row passes to convert (defaults, then the row's)."""
+        """The keywords this dcq row passes to convert (defaults, then the row's); a row with
+        ``budget`` passes only its own (the planner chooses the rest)."""
+        if "budget" in self.dcq:
+            return dict(self.dcq)
         return {**DCQ_DEFAULTS, "bits": self.bits, **self.dcq}
 
     def file_key(self) -> str:
@@ -137,12 +143,18 @@ def _failed(name: str, kind: str, message: str) -> Config:
 
 
 def _check_convert_keywords(kwargs: dict[str, Any]) -> str | None:
-    """convert()'s own message for keywords it would refuse, else None."""
+    """convert()'s own message for keywords it would refuse (and the planner's for a bad
+    ``budget``), else None."""
     try:
         from dcqformat.encode.options import ConvertOptions
     except ImportError:  # no torch extra: the convert task reports it
         return None
+    kwargs = dict(kwargs)
     try:
+        if "budget" in kwargs:
+            from dcqformat.encode.planner.budget import parse_budget
+
+            parse_budget(kwargs.pop("budget"))
         ConvertOptions.from_kwargs(kwargs)
     except Exception as e:  # noqa: BLE001 - any refusal is the row's failure message
         return f"{type(e).__name__}: {e}"
@@ -171,12 +183,17 @@ def parse_dcq(name: str) -> Config:
             convert[key] = value
     if load.get("combine", 1) < 1:
         return _failed(name, "dcq", "load.combine must be >= 1")
-    convert.setdefault("bits", DCQ_DEFAULTS["bits"])
-    bits = convert["bits"]
-    ordered = [("bits", bits)] + sorted((k, v) for k, v in convert.items() if k != "bits")
+    lead = "budget" if "budget" in convert else "bits"
+    if lead == "bits":
+        convert.setdefault("bits", DCQ_DEFAULTS["bits"])
+    bits = convert.get("bits")
+    ordered = [(lead, convert[lead])] + sorted((k, v) for k, v in convert.items() if k != lead)
     canon = "dcq:" + ",".join([f"{k}={format_value(v)}" for k, v in ordered]
                               + [f"load.{k}={v}" for k, v in sorted(load.items())])
     what = ".dcq, convert(" + ", ".join(f"{k}={v!r}" for k, v in ordered) + ")"
+    if lead == "budget":
+        what = (f".dcq, the plan convert --budget {convert['budget']} chose"
+                + "".join(f", {k}={v!r}" for k, v in ordered[1:]))
     if load:
         what += "; trained with " + ", ".join(f"{k}={v}" for k, v in sorted(load.items()))
     cfg = Config(canon, "dcq", what, bits if isinstance(bits, int) and not isinstance(bits, bool) else None,
@@ -271,9 +288,14 @@ def read_config_file(path: Path) -> list[str]:
     return rows
 
 
-def resolve_configs(names: list[str], frontier: bool = False) -> list[Config]:
+FRONTIER_BASELINES = ("webp", "png8", "png8:scale=0.5")
+
+
+def resolve_configs(names: list[str], frontier: bool = False,
+                    baselines: tuple[str, ...] = FRONTIER_BASELINES) -> list[Config]:
     """Configs for ``names`` (duplicates dropped, order kept); with ``frontier`` every dcq row
-    also gets ``webp@ROW`` and ``png8@ROW`` (ROW without its ``load.`` keys: the same file)."""
+    also gets ``B@ROW`` for each of ``baselines`` (ROW without its ``load.`` keys: the same
+    file)."""
     out: list[Config] = []
     seen: set[str] = set()
 
@@ -287,6 +309,6 @@ def resolve_configs(names: list[str], frontier: bool = False) -> list[Config]:
         add(c)
         if frontier and c.kind == "dcq":
             file_row = c.name.split(",load.")[0]  # loader keys change no byte: match the file
-            for base in ("webp", "png8"):
+            for base in baselines:
                 add(parse_config(f"{base}@{file_row}"))
     return out

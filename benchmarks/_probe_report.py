@@ -105,6 +105,8 @@ def _what(c: Any, r: dict[str, Any], enc: dict[str, Any]) -> str:
                   else f"{enc['colours']} colours")
         what += (f" ({chosen}, scale {enc['scale']:g}: {enc['bytes']:,} B, {side} the target "
                  f"{enc['target_bytes']:,} B)")
+    if enc.get("plans"):
+        what += "; plan chosen (per seed): " + ", ".join(str(x) for x in enc["plans"])
     if "same_as" in r:
         what += f"; same data as {r['same_as']}, runs shared"
     if enc.get("encodings", 1) > 1:

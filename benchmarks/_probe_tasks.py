@@ -146,10 +146,21 @@ def task_convert(ds: dict[str, Any], cfg: Config, proxy: str, dst: str, seed: in
 
     t0 = time.perf_counter()
     kwargs = cfg.convert_kwargs()
-    s = dcqformat.convert(ds["folder"], dst, **{
-        "model": proxy, "device": "cpu", "seed": seed, "progress": False, "payload_encoding": "auto",
-        "overwrite": True, "threads": 1, "workers": 0, **kwargs})
-    d = s.to_dict()
+    options = {"model": proxy, "device": "cpu", "seed": seed, "progress": False,
+               "payload_encoding": "auto", "overwrite": True, "threads": 1, "workers": 0,
+               **{k: v for k, v in kwargs.items() if k != "budget"}}
+    plan: dict[str, Any] = {}
+    if "budget" in kwargs:  # the planner chooses the encoding and writes the file within budget
+        from dcqformat.encode.planner.run import convert_within_budget
+
+        res = convert_within_budget(ds["folder"], dst, kwargs["budget"], **options)
+        assert res.summary is not None and res.tried
+        s = res.summary
+        plan = {"plan": res.tried[-1]["plan"], "budget_tried": res.tried,
+                "budget_bytes": res.report.budget, "plan_table": res.report.table()}
+    else:
+        s = dcqformat.convert(ds["folder"], dst, **options)
+    d = {**s.to_dict(), **plan}
     d["seconds"] = time.perf_counter() - t0
     d["kwargs"] = kwargs
     d["seed"] = seed

@@ -42,8 +42,9 @@ Configurations (``--configs``, comma-separated names):
   k-means PNG-8, 2..256 colours, at or under REF's bytes; ``png8:scale=0.5@REF`` or
   ``png8:scale=auto@REF`` downscale first) for ANY dcq row REF. ``--configs @FILE`` reads one row
   per line. A row convert refuses (an unknown keyword) fails alone, with convert's message.
-- ``--frontier``: every dcq row also gets ``webp@`` and ``png8@`` rows, and the output gains a
-  bytes-vs-accuracy table sorted by bytes per training image, frontier marked.
+- ``--frontier``: every dcq row also gets ``webp@``, ``png8@`` and ``png8:scale=0.5@`` rows
+  (``--frontier-baselines``), and the output gains a bytes-vs-accuracy table sorted by bytes
+  per training image, frontier marked.
 
 Seeds (``--encodings per-seed``, the default): training seed s (initialisation, batch order,
 augmentation) runs on the ``.dcq`` files converted with ``seed=s`` and on the random subsets
@@ -314,6 +315,9 @@ class DatasetPlan:
             encodes[es] = {"bytes": s["file_bytes"], "images": s["images"],
                            "psnr": s.get("psnr_mean_db"), "seconds": s["seconds_with_proxy"]}
             self.rows[r.name]["encode"] = _summarise(encodes)
+            if s.get("plan"):
+                encodes[es]["plan"] = s["plan"]
+                self.rows[r.name]["encode"]["plans"] = [encodes[e].get("plan") for e in sorted(encodes)]
             self.queue_training(r, {"kind": "dcq", "path": dst, "load": dict(r.load)},
                                 [es] if self.per_seed else None)
         _log(f"{self.ds['name']} {c.name} (seed {es}): {s['file_bytes']:,} B, PSNR "
@@ -369,11 +373,12 @@ class DatasetPlan:
                        lambda e: self.fail([c.name], f"encoding failed: {type(e).__name__}: {e}"))
 
 
-def _parse_configs(p: argparse.ArgumentParser, text: str, frontier: bool) -> list[Config]:
-    if text == "all":
-        return resolve_configs([c.name for c in CONFIGS], frontier)
+def _parse_configs(p: argparse.ArgumentParser, text: str, frontier: bool,
+                   baselines: str) -> list[Config]:
+    bases = tuple(b.strip() for b in baselines.split(",") if b.strip())
     try:
-        return resolve_configs(split_config_list(text), frontier)
+        names = [c.name for c in CONFIGS] if text == "all" else split_config_list(text)
+        return resolve_configs(names, frontier, bases)
     except (ValueError, OSError) as e:
         p.error(str(e))
     raise AssertionError("unreachable")
@@ -391,7 +396,11 @@ def _arguments(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
                    "(convert keywords, load.combine=N, load.cellcrop=1) and "
                    "jpeg|subset|webp|png8[:scale=S]@<dcq row>")
     p.add_argument("--frontier", action="store_true",
-                   help="add webp@ and png8@ rows for every dcq row and a bytes-vs-accuracy table")
+                   help="add the --frontier-baselines rows for every dcq row and a bytes-vs-accuracy "
+                   "table")
+    p.add_argument("--frontier-baselines", default="webp,png8,png8:scale=0.5",
+                   help="baselines matched to every dcq row's bytes with --frontier (default "
+                   "webp,png8,png8:scale=0.5)")
     p.add_argument("--tag", default=None,
                    help="output name suffix: results/train_probe_<dataset>_<tag>.md (default "
                    "'frontier' with --frontier, none otherwise)")
@@ -418,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for d in datasets:
         if d not in DATASETS:
             p.error(f"unknown dataset {d!r}; choose from {DATASETS}")
-    configs = _parse_configs(p, args.configs, args.frontier)
+    configs = _parse_configs(p, args.configs, args.frontier, args.frontier_baselines)
     fixed = {c.name for c in CONFIGS}
     order = [c.name for c in CONFIGS if c.name in {x.name for x in configs}] + \
         [c.name for c in configs if c.name not in fixed]

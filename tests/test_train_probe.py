@@ -135,8 +135,9 @@ def test_fixed_names_are_stable_and_generic_names_parse(probe):
     assert probe.split_config_list("dcq:bits=1,scale=0.5,webp@dcq:bits=1,scale=0.5,original") == \
         ["dcq:bits=1,scale=0.5", "webp@dcq:bits=1,scale=0.5", "original"]
     names = [x.name for x in probe.resolve_configs(["dcq-q1", "original", "dcq-q1"], frontier=True)]
-    assert names == ["dcq-q1", "webp@dcq-q1", "png8@dcq-q1", "original"]
-    names = [x.name for x in probe.resolve_configs(["dcq:bits=1,load.combine=2"], frontier=True)]
+    assert names == ["dcq-q1", "webp@dcq-q1", "png8@dcq-q1", "png8:scale=0.5@dcq-q1", "original"]
+    names = [x.name for x in probe.resolve_configs(["dcq:bits=1,load.combine=2"], frontier=True,
+                                                   baselines=("webp", "png8"))]
     assert names == ["dcq:bits=1,load.combine=2", "webp@dcq:bits=1", "png8@dcq:bits=1"]  # same file
 
 
@@ -149,6 +150,10 @@ def test_rows_that_cannot_run_say_why(probe, tmp_path):
     for name, words in (("dcq:seed=4", "set by the probe"), ("dcq:load.zoom=2", "loader keys"),
                         ("webp:quality=3@dcq-q2", "no option"), ("png8:scale=2@dcq-q2", "scale")):
         assert words in probe.parse_config(name).error
+    budget = probe.parse_config("dcq:budget=300KB,load.combine=2")
+    assert budget.error is None and budget.convert_kwargs() == {"budget": "300KB"}  # the planner's
+    assert budget.name == "dcq:budget=300KB,load.combine=2" and "--budget 300KB" in budget.what
+    assert "budget must be" in probe.parse_config("dcq:budget=lots").error
     with pytest.raises(ValueError, match="unknown config"):
         probe.parse_config("nonsense")
     with pytest.raises(ValueError, match="not a dcq row"):
