@@ -3,6 +3,9 @@
 Fixed names (``original``, ``dcq-q1``, ``jpeg@dcq-q2``, ...) are :data:`CONFIGS`; the committed
 results tables name them, so they never change. Generic names:
 
+- ``plan:NAME``: the row of a plan as ``convert --plan-only`` names it (``plan:q2 C20 s0.75
+  f0.5``), i.e. ``dcq:`` with the planner's keywords for it (refine=false for per-image
+  palettes, coreset=bgfdq:F for a share F).
 - ``dcq:budget=SIZE[,KEY=VAL...]``: the file ``convert --budget SIZE`` writes (the planner,
   ``convert_within_budget``, with the probe's seed and proxy and only the row's other keywords;
   the plan it chose per seed is reported).
@@ -240,6 +243,35 @@ def _parse_base(name: str, head: str, ref: Config) -> Config:
                   ref=ref.name, scales=scales, error=error)
 
 
+def plan_row(text: str) -> str:
+    """The ``dcq:`` row of a planner plan named as ``--plan-only`` prints it (``q2 C20 s0.75
+    f0.5``, ``q3 image``, ``q2 C20 drop spd``), with the planner's own convert keywords."""
+    from dcqformat.encode.planner.plans import Plan
+
+    fields: dict[str, Any] = {}
+    tokens = text.split()
+    i = 0
+    try:
+        while i < len(tokens):
+            t = tokens[i]
+            if t == "image":
+                fields["palette"] = "image"
+            elif t == "drop" and i + 1 < len(tokens):
+                fields["patch_drop"] = tokens[i + 1]
+                i += 1
+            elif t[0] in "qCsf" and t[1:]:
+                key = {"q": "bits", "C": "clusters", "s": "scale", "f": "fraction"}[t[0]]
+                fields[key] = int(t[1:]) if t[0] in "qC" else float(t[1:])
+            else:
+                raise ValueError(t)
+            i += 1
+    except ValueError:
+        raise ValueError(f"plan:{text!r}: not a plan name like 'q2 C20 s0.75 f0.5'") from None
+    kwargs = Plan(**fields).convert_kwargs()
+    kept = {k: v for k, v in kwargs.items() if v is not None and not (k == "scale" and v == 1.0)}
+    return "dcq:" + ",".join(f"{k}={format_value(v)}" for k, v in kept.items())
+
+
 def parse_config(name: str) -> Config:
     """The Config a row name stands for (fixed names first); a failed Config when the name
     parses but cannot run; ValueError for an unknown name."""
@@ -248,6 +280,8 @@ def parse_config(name: str) -> Config:
         return BY_NAME[name]
     if name.startswith("dcq:"):
         return parse_dcq(name)
+    if name.startswith("plan:"):
+        return parse_dcq(plan_row(name[len("plan:"):]))
     head, at, tail = name.partition("@")
     if at and tail:
         ref = parse_config(tail)

@@ -154,6 +154,12 @@ def test_rows_that_cannot_run_say_why(probe, tmp_path):
     assert budget.error is None and budget.convert_kwargs() == {"budget": "300KB"}  # the planner's
     assert budget.name == "dcq:budget=300KB,load.combine=2" and "--budget 300KB" in budget.what
     assert "budget must be" in probe.parse_config("dcq:budget=lots").error
+    plan = probe.parse_config("plan:q2 C20 s0.75 f0.5")  # as --plan-only names it
+    assert plan.name == "dcq:bits=2,clusters=20,coreset=bgfdq:0.5,palette=cluster,scale=0.75"
+    assert probe.parse_config("plan:q3 image").dcq == {"bits": 3, "palette": "image", "refine": False}
+    assert probe.parse_config("plan:q2 C20").file_key() == probe.BY_NAME["dcq-q2"].file_key()
+    with pytest.raises(ValueError, match="plan name"):
+        probe.parse_config("plan:q2 zz")
     with pytest.raises(ValueError, match="unknown config"):
         probe.parse_config("nonsense")
     with pytest.raises(ValueError, match="not a dcq row"):
