@@ -402,7 +402,7 @@ def _arguments(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
                    help="baselines matched to every dcq row's bytes with --frontier (default "
                    "webp,png8,png8:scale=0.5)")
     p.add_argument("--tag", default=None,
-                   help="output name suffix: results/train_probe_<dataset>_<tag>.md (default "
+                   help="output name: results/train_probe_<tag>_<dataset>.md (default "
                    "'frontier' with --frontier, none otherwise)")
     p.add_argument("--seeds", type=int, default=None, help="training seeds 0..n-1 (default 3; 1 with --quick)")
     p.add_argument("--epochs", type=float, default=None,
@@ -483,7 +483,7 @@ def write_outputs(ds: dict[str, Any], st: Settings, state: dict[str, Any], seeds
     state["loadavg"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     text = render(ds, st, state, seeds, command, started, wall, frontier=args.frontier)
     print(text, flush=True)
-    stem = out_dir / f"train_probe_{ds['name']}{'_' + tag if tag else ''}{'_quick' if args.quick else ''}"
+    stem = out_dir / f"train_probe_{tag + '_' if tag else ''}{ds['name']}{'_quick' if args.quick else ''}"
     stem.with_suffix(".md").write_text(text)
     raw = {"dataset": ds["name"], "command": command, "date": started, "wall_seconds": wall,
            "settings": st.__dict__, "steps": st.steps, "seeds": seeds, "data": ds,
