@@ -128,15 +128,16 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         Check every sample's CRC-32 as it is read (off by default, like :class:`DCQFile`:
         structure is validated at open either way; ``DCQFile.verify`` checks every checksum).
     combine, seed:
-        ``combine=n`` (n >= 2; 1 = off): every item is a canvas of n×n decoded images of one
-        class, ``n·h × n·w`` with ``(h, w)`` the most common stored size (other sizes are
-        resized to it), labelled with that class; ``len`` is the number of canvases,
-        ``sum_c ceil(count_c / n²)``. Which images fill which canvas depends only on
-        ``(seed, epoch)``: every image once per epoch where the class counts allow
-        (:mod:`dcqformat.torch.combine` states the rules). Set the epoch with
-        :meth:`set_epoch`, or let a :class:`DCQSampler` built on this dataset do it. Works
-        with ``selection``/``fraction``, several files, transforms and DataLoader workers;
-        ``output="packed"`` and ``fill`` other than the stored one are refused.
+        ``combine=n`` (1 = off): every item is a canvas of n×n decoded images of one class
+        (``len`` = ``sum_c ceil(count_c / n²)``), drawn per ``(seed, epoch)`` with every image
+        once where the counts allow (:mod:`dcqformat.torch.combine` states the rules; set the
+        epoch with :meth:`set_epoch` or a :class:`DCQSampler` on this dataset). Not with
+        ``output="packed"`` or ``fill`` other than the stored one.
+    cache_decoded:
+        Keep every decoded index map in RAM, packed at q bits per pixel (at most the size of a
+        ``raw`` payload), so that epochs after the first read zstd and ctx files at raw speed
+        (:meth:`DCQFile.enable_cache`; no-op for raw files). Each DataLoader worker fills its own
+        copy unless the cache is filled before the workers fork (:meth:`fill_cache`).
 
     ``classes``, ``class_to_idx`` and ``targets`` (the label of every sample, a list) are as
     in torchvision's ImageFolder.
@@ -156,6 +157,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         fill: str | Callable[[Any, Any], Any] | None = None,
         combine: int = 1,
         seed: int = 0,
+        cache_decoded: bool = False,
     ) -> None:
         if fill is None or fill == "stored":
             self.fill_mode = "stored"
@@ -199,6 +201,9 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
                 raise InvalidArgumentError(
                     f"shards disagree on channels: {str(first.path)!r} has {first.channels}, "
                     f"{str(f.path)!r} has {f.channels}")
+        if cache_decoded:
+            for f in files:
+                f.enable_cache()
         self._files = files
         self.paths = [f.path for f in files]
         self.classes: list[str] = first.classes
@@ -230,6 +235,13 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
                                     check_int(seed, "seed", minimum=0))
             self._epoch.share_memory_()  # persistent DataLoader workers see set_epoch
 
+    def fill_cache(self) -> DCQDataset:
+        """Decode every sample of every file into its in-RAM cache now (``cache_decoded``; call
+        it before the DataLoader forks its workers so that they share it). Returns self."""
+        for f in self._files:
+            f.fill_cache()
+        return self
+
     # -- ImageFolder-like metadata ---------------------------------------------------------
     @property
     def targets(self) -> list[int]:
@@ -245,19 +257,16 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     @property
     def epoch(self) -> int:
-        """The epoch whose canvases ``combine`` yields (see :meth:`set_epoch`)."""
+        """The epoch whose canvases ``combine`` yields (:meth:`set_epoch`)."""
         return int(self._epoch[0])
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose canvases are drawn (``combine`` > 1; no effect otherwise).
-
-        The value lives in shared memory, so DataLoader workers (also persistent ones, fork or
-        spawn) see it from the next batch they start; call it before iterating the epoch."""
+        """Select the epoch whose canvases are drawn (``combine`` > 1). It lives in shared
+        memory: DataLoader workers (persistent too) see it; call it before iterating."""
         self._epoch[0] = check_int(epoch, "epoch", minimum=0, maximum=2**62)
 
     def canvas_members(self, index: int) -> list[int]:
-        """Dataset positions (sample indices) in the cells of canvas ``index`` this epoch,
-        row-major (``combine`` > 1 only)."""
+        """Sample positions in the cells of canvas ``index`` this epoch, row-major."""
         if self._plan is None:
             raise InvalidArgumentError("canvas_members() needs DCQDataset(combine=n) with n >= 2")
         return self._plan.members(self.epoch)[self._check_index(index)].tolist()
