@@ -23,10 +23,10 @@ CLASSES = ["ant", "bee", "cat"]
 
 
 def write_labelled(path: Path, labels: list[int], *, sizes=((8, 8),), channels: int = 3,
-                   seed: int = 0, selection: bool = False) -> Path:
+                   seed: int = 0, selection: bool = False, encoding: str = "raw") -> Path:
     """Random 2-bit images with the given labels; sample i has size sizes[i % len(sizes)]."""
     rng = np.random.default_rng(seed)
-    with DCQWriter(path, bits=2, channels=channels, classes=CLASSES) as w:
+    with DCQWriter(path, bits=2, channels=channels, classes=CLASSES, payload_encoding=encoding) as w:
         w.set_palettes(rng.integers(0, 256, (3, 4, channels), dtype=np.uint8))
         for i, y in enumerate(labels):
             h, wd = sizes[i % len(sizes)]
@@ -49,6 +49,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "grey": write_labelled(d / "grey.dcq", [0, 1] * 8, channels=1, seed=4),
         "part0": write_labelled(d / "part-0.dcq", [0] * 5 + [1] * 3, seed=5),
         "part1": write_labelled(d / "part-1.dcq", [1] * 5 + [2] * 7, seed=6),
+        "zstd": write_labelled(d / "zstd.dcq", [0, 1, 2, 2] * 5, seed=7, encoding="zstd"),
     }
 
 
@@ -188,6 +189,18 @@ def test_transforms_and_palette_transform(files: dict[str, Path]) -> None:
         for cell, m in zip(cells, ds.canvas_members(j), strict=True):
             inverted = 255 - f.palettes[int(f.clusters[m])]
             assert np.array_equal(cell, inverted[f.index_map(m)].transpose(2, 0, 1))
+
+
+def test_zstd_payloads_and_the_decoded_cache(files: dict[str, Path]) -> None:
+    imgs, _ = decodes([files["zstd"]])
+    for ds in (DCQDataset(files["zstd"], combine=2, seed=4),
+               DCQDataset(files["zstd"], combine=2, seed=4, cache_decoded=True).fill_cache()):
+        for epoch in (0, 1):
+            ds.set_epoch(epoch)
+            batch = ds.__getitems__(list(range(len(ds))))
+            for j, (x, _y) in enumerate(batch):
+                for cell, m in zip(cells_of(x.numpy(), 2), ds.canvas_members(j), strict=True):
+                    assert np.array_equal(cell, imgs[m])
 
 
 # -- selections and shards ---------------------------------------------------------------------
