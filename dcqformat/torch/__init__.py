@@ -1,12 +1,14 @@
 """torch integration: :class:`DCQDataset` (decode on the fly, single and batched paths, or
 packed batches), :func:`expand` (packed batches to images on any device), :class:`DCQSampler`
-(resumable distributed sampler) and palette-space colour transforms.
+(resumable distributed sampler), :class:`CellCrop` (crops inside one cell of a
+``combine`` canvas) and palette-space colour transforms.
 
 Importing this subpackage imports torch; ``import dcqformat`` alone does not.
 """
 
 from __future__ import annotations
 
+from dcqformat.torch.cellcrop import CellCrop
 from dcqformat.torch.dataset import DCQBatch, DCQDataset
 from dcqformat.torch.expand import expand
 from dcqformat.torch.packed import PackedBatch
@@ -22,6 +24,7 @@ from dcqformat.torch.palette_transforms import (
 from dcqformat.torch.sampler import DCQSampler
 
 __all__ = [
+    "CellCrop",
     "DCQBatch",
     "DCQDataset",
     "DCQSampler",

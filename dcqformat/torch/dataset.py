@@ -30,62 +30,39 @@ expanded on the accelerator by :func:`dcqformat.torch.expand` (see ``docs/gpu-lo
     ds = DCQDataset("train.dcq", output="packed")
     loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=4, pin_memory=True)
     for batch in loader:
-        images, labels = expand(batch, device="cuda")    # uint8 [B, C, H, W] on the GPU The dataset holds no open handle: :class:`DCQFile` memory-maps lazily in each
+        images, labels = expand(batch, device="cuda")    # uint8 [B, C, H, W] on the GPU
+
+``combine=n`` makes every item a canvas of n×n decoded images of one class (PCA's *combine*,
+see :mod:`dcqformat.torch.combine` and ``docs/combine.md``), re-drawn each epoch
+(:meth:`DCQDataset.set_epoch`); pair it with :class:`~dcqformat.torch.cellcrop.CellCrop`.
+
+The dataset holds no open handle: :class:`DCQFile` memory-maps lazily in each
 process, so the dataset pickles into fork and spawn workers alike.
 """
 
 from __future__ import annotations
 
 import bisect
-import glob
 import operator
-import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from dcqformat.codecs.bitpack import unpack_indices
+from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
+from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
 from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
+from dcqformat.torch.palette_decode import decode_through, decode_with_palette_transform
+from dcqformat.torch.paths import PathLike, resolve_paths
 from dcqformat.torch.sampler import DCQSampler
 
 __all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
 
 OUTPUTS = ("tensor", "pil", "numpy", "packed")
-PathLike = str | os.PathLike[str]
-
-
-def _resolve(path_or_paths: PathLike | DCQFile | Sequence[PathLike | DCQFile]) -> list[Path | DCQFile]:
-    """Expand a path, a glob, a folder (its ``*.dcq`` files, sorted) or a list of them."""
-    if isinstance(path_or_paths, (str, os.PathLike)):
-        text = os.fspath(path_or_paths)
-        if any(ch in text for ch in "*?["):
-            matches = sorted(glob.glob(text))
-            if not matches:
-                raise InvalidArgumentError(f"no file matches the pattern {text!r}")
-            return [Path(m) for m in matches]
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(path.glob("*.dcq"))
-            if not found:
-                raise InvalidArgumentError(f"folder {text!r} holds no *.dcq file")
-            return list(found)
-        return [path]
-    if isinstance(path_or_paths, DCQFile):
-        return [path_or_paths]
-    if isinstance(path_or_paths, Sequence):
-        items: list[Path | DCQFile] = [
-            p if isinstance(p, DCQFile) else Path(os.fspath(p)) for p in path_or_paths]
-        if not items:
-            raise InvalidArgumentError("path_or_paths is an empty list; give at least one .dcq file")
-        return items
-    raise InvalidArgumentError(
-        f"path_or_paths must be a path, a glob, a folder or a list of paths, got {type(path_or_paths).__name__}")
 
 
 def _zero_dropped(arr: np.ndarray, mask: np.ndarray, layout: str) -> None:
@@ -150,6 +127,12 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
     check_crc:
         Check every sample's CRC-32 as it is read (off by default, like :class:`DCQFile`:
         structure is validated at open either way; ``DCQFile.verify`` checks every checksum).
+    combine, seed:
+        ``combine=n`` (1 = off): every item is a canvas of n×n decoded images of one class
+        (``len`` = ``sum_c ceil(count_c / n²)``), drawn per ``(seed, epoch)`` with every image
+        once where the counts allow (:mod:`dcqformat.torch.combine` states the rules; set the
+        epoch with :meth:`set_epoch` or a :class:`DCQSampler` on this dataset). Not with
+        ``output="packed"`` or ``fill`` other than the stored one.
     cache_decoded:
         Keep every decoded index map in RAM, packed at q bits per pixel (at most the size of a
         ``raw`` payload), so that epochs after the first read zstd and ctx files at raw speed
@@ -172,6 +155,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         *,
         check_crc: bool = False,
         fill: str | Callable[[Any, Any], Any] | None = None,
+        combine: int = 1,
+        seed: int = 0,
         cache_decoded: bool = False,
     ) -> None:
         if fill is None or fill == "stored":
@@ -205,7 +190,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self.fraction = fraction
         self.palette_transform = palette_transform
         files = [p if isinstance(p, DCQFile) else DCQFile(p, check_crc=check_crc)
-                 for p in _resolve(path_or_paths)]
+                 for p in resolve_paths(path_or_paths)]
         first = files[0]
         for f in files[1:]:
             if f.classes != first.classes:
@@ -239,6 +224,16 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self._labels = np.ascontiguousarray(labels, dtype=np.int64)
         self._targets: list[int] | None = None
         self._packer = PackedSource(files, self._starts) if output == "packed" else None
+        self.combine = check_combine(combine, output, self.fill_mode)
+        self._plan: CanvasPlan | None = None
+        self._epoch = torch.zeros(1, dtype=torch.int64)
+        if self.combine > 1:
+            g = positions if positions is not None else np.arange(int(self._starts[-1]))
+            heights = np.concatenate([f.heights for f in files])[g]
+            widths = np.concatenate([f.widths for f in files])[g]
+            self._plan = CanvasPlan(self._labels, heights, widths, self.combine,
+                                    check_int(seed, "seed", minimum=0))
+            self._epoch.share_memory_()  # persistent DataLoader workers see set_epoch
 
     def fill_cache(self) -> DCQDataset:
         """Decode every sample of every file into its in-RAM cache now (``cache_decoded``; call
@@ -250,10 +245,31 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
     # -- ImageFolder-like metadata ---------------------------------------------------------
     @property
     def targets(self) -> list[int]:
-        """The label of every sample, in dataset order."""
+        """The label of every item, in dataset order (of every canvas with ``combine``)."""
         if self._targets is None:
-            self._targets = self._labels.tolist()
+            self._targets = (self._plan.labels if self._plan is not None else self._labels).tolist()
         return self._targets
+
+    @property
+    def num_samples(self) -> int:
+        """Stored samples the dataset reads from (``len`` unless ``combine`` > 1)."""
+        return int(self._labels.shape[0])
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose canvases ``combine`` yields (:meth:`set_epoch`)."""
+        return int(self._epoch[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose canvases are drawn (``combine`` > 1). It lives in shared
+        memory: DataLoader workers (persistent too) see it; call it before iterating."""
+        self._epoch[0] = check_int(epoch, "epoch", minimum=0, maximum=2**62)
+
+    def canvas_members(self, index: int) -> list[int]:
+        """Sample positions in the cells of canvas ``index`` this epoch, row-major."""
+        if self._plan is None:
+            raise InvalidArgumentError("canvas_members() needs DCQDataset(combine=n) with n >= 2")
+        return self._plan.members(self.epoch)[self._check_index(index)].tolist()
 
     @property
     def files(self) -> list[DCQFile]:
@@ -261,13 +277,16 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         return list(self._files)
 
     def __len__(self) -> int:
-        return int(self._labels.shape[0])
+        return len(self._plan) if self._plan is not None else int(self._labels.shape[0])
 
     def __repr__(self) -> str:
         extra = f", selection={self.selection!r}" if self.selection else ""
         if self.fraction is not None:
             extra += f", fraction={self.fraction}"
-        return (f"DCQDataset({len(self)} samples from {len(self._files)} file(s), "
+        if self._plan is not None:
+            extra += f", combine={self.combine} ({self.num_samples} samples)"
+        what = "canvases" if self._plan is not None else "samples"
+        return (f"DCQDataset({len(self)} {what} from {len(self._files)} file(s), "
                 f"classes={len(self.classes)}, output={self.output!r}{extra})")
 
     def __getstate__(self) -> dict[str, Any]:
@@ -276,13 +295,13 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         return state
 
     # -- index arithmetic ------------------------------------------------------------------
-    def _check_index(self, index: Any) -> int:
+    def _check_index(self, index: Any, n: int | None = None) -> int:
         try:
             i = operator.index(index)
         except TypeError:
             raise InvalidArgumentError(
                 f"sample index must be an integer, got {type(index).__name__}") from None
-        n = len(self)
+        n = len(self) if n is None else n
         if i < 0:
             i += n
         if not 0 <= i < n:
@@ -290,8 +309,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         return i
 
     def locate(self, index: int) -> tuple[int, int]:
-        """(shard number, sample index inside that shard) of dataset position ``index``."""
-        return self._locate(self._check_index(index))
+        """(shard number, sample index inside that shard) of sample position ``index``."""
+        return self._locate(self._check_index(index, self.num_samples))
 
     def _locate(self, i: int) -> tuple[int, int]:
         g = int(self._positions[i]) if self._positions is not None else i
@@ -306,12 +325,14 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         (``(image, mask, label)`` with ``fill="none"``)."""
         if self._packer is not None:
             return self.pack([index])  # type: ignore[return-value]
+        if self._plan is not None:
+            return tuple(self.__getitems__([self._check_index(index)])[0])
         i = self._check_index(index)
         k, j = self._locate(i)
         f = self._files[k]
         layout = "chw" if self.output == "tensor" else "hwc"
         if self.palette_transform is not None:
-            arr = self._decode_with_palette(f, j, layout)
+            arr = decode_with_palette_transform(f, j, self.palette_transform, layout)
         else:
             arr = f.decode(j, layout)
         mask: Any = None
@@ -348,30 +369,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         """Decode sample ``index`` through ``palette`` (uint8 ``[K, channels]``) instead of its
         stored cluster palette; returns a new uint8 array (``"chw"`` or ``"hwc"``)."""
         k, j = self.locate(index)
-        return self._decode_through(self._files[k], j, palette, layout)
-
-    @staticmethod
-    def _decode_through(f: DCQFile, j: int, palette: np.ndarray | torch.Tensor, layout: str) -> np.ndarray:
-        pal = palette.numpy() if isinstance(palette, torch.Tensor) else np.asarray(palette)
-        h, w, c = f.shape(j)
-        out = np.empty((c, h, w) if layout == "chw" else (h, w, c), dtype=np.uint8)
-        return f.decode_into(j, out, layout=layout, palette=pal)
-
-    def _decode_with_palette(self, f: DCQFile, j: int, layout: str) -> np.ndarray:
-        assert self.palette_transform is not None
-        palette = torch.from_numpy(f.palettes[int(f.clusters[j])].copy())
-        if getattr(self.palette_transform, "needs_counts", False):
-            hist = np.bincount(unpack_indices(f.packed(j), f.stored_pixels(j), f.bits),
-                               minlength=f.palette_size)
-            counts = torch.from_numpy(hist[: f.palette_size].astype(np.int64))
-            new = self.palette_transform(palette, counts=counts)
-        else:
-            new = self.palette_transform(palette)
-        if not isinstance(new, torch.Tensor) or new.dtype != torch.uint8 or tuple(new.shape) != tuple(palette.shape):
-            what = f"{new.dtype} {tuple(new.shape)}" if isinstance(new, torch.Tensor) else type(new).__name__
-            raise InvalidArgumentError(
-                f"palette_transform must return a uint8 tensor {tuple(palette.shape)}, got {what}")
-        return self._decode_through(f, j, new, layout)
+        return decode_through(self._files[k], j, palette, layout)
 
     # -- batched path ----------------------------------------------------------------------
     def __getitems__(self, indices: Sequence[int]) -> DCQBatch:
@@ -379,46 +377,71 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
         Returns a :class:`DCQBatch`: the list of ``(image, label)`` pairs ``default_collate``
         expects, each image a view of one buffer decoded by a single ``decode_batch`` call per
-        shard. ``transform``/``target_transform`` are applied per sample after the decode;
-        a ``palette_transform`` makes it fall back to per-sample decoding.
+        shard (with ``combine``: the batch's canvases, tiled into one buffer). ``transform``/
+        ``target_transform`` are applied per item after the decode; a ``palette_transform``
+        makes it fall back to per-sample decoding.
         """
         if self._packer is not None:
             return DCQBatch([self.pack(indices)])
+        if self._plan is not None:
+            return self._canvas_batch(self._positions_of(indices))
         if self.palette_transform is not None or self.fill_mode != "stored":
             return DCQBatch(self[i] for i in indices)
         idx = self._positions_of(indices)
         if idx.size == 0:
             return DCQBatch()
+        stack, items = self._decode_samples(idx, "chw" if self.output == "tensor" else "hwc")
+        return self._finish(stack, items, self._labels[idx])
+
+    def _canvas_batch(self, idx: np.ndarray) -> DCQBatch:
+        """The canvases ``idx`` of the current epoch: their samples decoded, then tiled."""
+        assert self._plan is not None
+        if idx.size == 0:
+            return DCQBatch()
         layout = "chw" if self.output == "tensor" else "hwc"
+        members = self._plan.members(self.epoch)[idx].reshape(-1)
+        stack, items = self._decode_samples(members, layout)
+        decoded = stack if stack is not None else items
+        assert decoded is not None
+        canvases = assemble_canvases(decoded, self.combine, self._plan.cell, self.channels, layout)
+        return self._finish(canvases, None, self._plan.labels[idx])
+
+    def _decode_samples(self, idx: np.ndarray, layout: str
+                        ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+        """Decode sample positions ``idx``: ``(stack, None)`` when one buffer holds them all,
+        else ``(None, list of arrays)``; one ``decode_batch`` call per shard (per-sample
+        decodes with a ``palette_transform``)."""
+        if self.palette_transform is not None:
+            located = [self._locate(i) for i in idx.tolist()]
+            return None, [decode_with_palette_transform(self._files[k], j, self.palette_transform, layout)
+                          for k, j in located]
         g = self._positions[idx] if self._positions is not None else idx
-        stack: np.ndarray | None = None
-        items: list[np.ndarray] | None = None
         if len(self._files) == 1:
             decoded = self._files[0].decode_batch(g, layout)
-            if isinstance(decoded, np.ndarray):
-                stack = decoded
-            else:
-                items = decoded
-        else:
-            shard = np.searchsorted(self._starts, g, side="right") - 1
-            groups = []
-            for k in np.unique(shard).tolist():
-                sel = np.flatnonzero(shard == k)
-                groups.append((sel, self._files[k].decode_batch(g[sel] - self._starts[k], layout)))
-            if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
-                stack = groups[0][1]
-            elif all(isinstance(d, np.ndarray) for _, d in groups) and \
-                    len({d.shape[1:] for _, d in groups}) == 1:
-                first = groups[0][1]
-                stack = np.empty((idx.size, *first.shape[1:]), dtype=np.uint8)
-                for sel, d in groups:
-                    stack[sel] = d
-            else:
-                items = [np.empty(0, np.uint8)] * idx.size
-                for sel, d in groups:
-                    for t, a in zip(sel.tolist(), d, strict=True):
-                        items[t] = a
-        labels = self._labels[idx]
+            return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
+        shard = np.searchsorted(self._starts, g, side="right") - 1
+        groups = []
+        for k in np.unique(shard).tolist():
+            sel = np.flatnonzero(shard == k)
+            groups.append((sel, self._files[k].decode_batch(g[sel] - self._starts[k], layout)))
+        if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
+            return groups[0][1], None
+        if all(isinstance(d, np.ndarray) for _, d in groups) and \
+                len({d.shape[1:] for _, d in groups}) == 1:
+            first = groups[0][1]
+            stack = np.empty((idx.size, *first.shape[1:]), dtype=np.uint8)
+            for sel, d in groups:
+                stack[sel] = d
+            return stack, None
+        items = [np.empty(0, np.uint8)] * idx.size
+        for sel, d in groups:
+            for t, a in zip(sel.tolist(), d, strict=True):
+                items[t] = a
+        return None, items
+
+    def _finish(self, stack: np.ndarray | None, items: list[np.ndarray] | None,
+                labels: np.ndarray) -> DCQBatch:
+        """Wrap decoded arrays in the output form, apply the transforms, pair with labels."""
         batch_tensor: torch.Tensor | None = None
         images: Sequence[Any]
         if stack is not None and self.output == "tensor":

@@ -15,6 +15,10 @@ Definitions (the contract the tests check):
   ``p + r, p + r + W, ...``. Every rank gets the same number of samples. At ``p = 0`` this is
   DistributedSampler's split, index for index.
 
+A dataset that has ``set_epoch`` (``DCQDataset(combine=n)``, whose canvases are re-drawn each
+epoch) follows the sampler: when the sampler is built on it, :meth:`DCQSampler.set_epoch` and
+:meth:`DCQSampler.load_state_dict` pass the epoch on, so canvases and order change together.
+
 Because the global order does not depend on ``W``, a run checkpointed at position ``p`` with
 ``W`` ranks and resumed with ``W'`` ranks hands out exactly ``order[p:]`` again, split ``W'``
 ways: nothing is skipped or repeated (apart from the padding of the last, partial step).
@@ -112,6 +116,8 @@ class DCQSampler(Sampler[int]):
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self.position = 0
+        follow = getattr(dataset_or_len, "set_epoch", None)
+        self._dataset_set_epoch = follow if callable(follow) else None
 
     # -- the contract ---------------------------------------------------------------------
     def global_order(self) -> np.ndarray:
@@ -157,11 +163,14 @@ class DCQSampler(Sampler[int]):
     # -- epochs and resumption ----------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order is used. Moving to a different epoch resets the
-        position to 0; setting the current epoch again keeps a resumed position."""
+        position to 0; setting the current epoch again keeps a resumed position. A dataset
+        with ``set_epoch`` the sampler was built on gets the epoch too."""
         epoch = _as_int(epoch, "epoch")
         if epoch != self.epoch:
             self.position = 0
         self.epoch = epoch
+        if self._dataset_set_epoch is not None:
+            self._dataset_set_epoch(epoch)
 
     def set_position(self, samples_seen: int) -> None:
         """Start the next pass over this epoch after ``samples_seen`` samples of the global
@@ -200,6 +209,8 @@ class DCQSampler(Sampler[int]):
         self.seed = int(state["seed"])
         self.shuffle = bool(state["shuffle"])
         self.epoch = int(state["epoch"])
+        if self._dataset_set_epoch is not None:
+            self._dataset_set_epoch(self.epoch)
         self.set_position(int(state["position"]))
 
     def __repr__(self) -> str:
