@@ -55,10 +55,12 @@ from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
+from dcqformat.torch.original_size import check_size, to_original_size
 from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
 from dcqformat.torch.palette_decode import decode_through, decode_with_palette_transform
 from dcqformat.torch.paths import PathLike, resolve_paths
 from dcqformat.torch.sampler import DCQSampler
+from dcqformat.torch.shards import decode_positions
 
 __all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
 
@@ -138,6 +140,10 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         ``raw`` payload), so that epochs after the first read zstd and ctx files at raw speed
         (:meth:`DCQFile.enable_cache`; no-op for raw files). Each DataLoader worker fills its own
         copy unless the cache is filled before the workers fork (:meth:`fill_cache`).
+    size, resize:
+        ``size="stored"`` (default): images as stored; ``"original"``: at the size they had
+        before ``convert --scale`` stored them smaller (spec §15), resized ``"bilinear"``
+        (default) or ``"nearest"`` (:mod:`dcqformat.torch.original_size`).
 
     ``classes``, ``class_to_idx`` and ``targets`` (the label of every sample, a list) are as
     in torchvision's ImageFolder.
@@ -158,6 +164,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         combine: int = 1,
         seed: int = 0,
         cache_decoded: bool = False,
+        size: str = "stored",
+        resize: str = "bilinear",
     ) -> None:
         if fill is None or fill == "stored":
             self.fill_mode = "stored"
@@ -225,6 +233,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self._targets: list[int] | None = None
         self._packer = PackedSource(files, self._starts) if output == "packed" else None
         self.combine = check_combine(combine, output, self.fill_mode)
+        self.size, self.resize = check_size(size, resize, output, self.fill_mode, self.combine)
         self._plan: CanvasPlan | None = None
         self._epoch = torch.zeros(1, dtype=torch.int64)
         if self.combine > 1:
@@ -335,6 +344,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             arr = decode_with_palette_transform(f, j, self.palette_transform, layout)
         else:
             arr = f.decode(j, layout)
+        if self.size == "original":
+            arr = to_original_size(arr, f.original_shape(j), layout, self.resize)
         mask: Any = None
         if self.fill_mode != "stored":
             pm = f.pixel_mask(j)
@@ -385,7 +396,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             return DCQBatch([self.pack(indices)])
         if self._plan is not None:
             return self._canvas_batch(self._positions_of(indices))
-        if self.palette_transform is not None or self.fill_mode != "stored":
+        if self.palette_transform is not None or self.fill_mode != "stored" or self.size != "stored":
             return DCQBatch(self[i] for i in indices)
         idx = self._positions_of(indices)
         if idx.size == 0:
@@ -416,28 +427,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             return None, [decode_with_palette_transform(self._files[k], j, self.palette_transform, layout)
                           for k, j in located]
         g = self._positions[idx] if self._positions is not None else idx
-        if len(self._files) == 1:
-            decoded = self._files[0].decode_batch(g, layout)
-            return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
-        shard = np.searchsorted(self._starts, g, side="right") - 1
-        groups = []
-        for k in np.unique(shard).tolist():
-            sel = np.flatnonzero(shard == k)
-            groups.append((sel, self._files[k].decode_batch(g[sel] - self._starts[k], layout)))
-        if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
-            return groups[0][1], None
-        if all(isinstance(d, np.ndarray) for _, d in groups) and \
-                len({d.shape[1:] for _, d in groups}) == 1:
-            first = groups[0][1]
-            stack = np.empty((idx.size, *first.shape[1:]), dtype=np.uint8)
-            for sel, d in groups:
-                stack[sel] = d
-            return stack, None
-        items = [np.empty(0, np.uint8)] * idx.size
-        for sel, d in groups:
-            for t, a in zip(sel.tolist(), d, strict=True):
-                items[t] = a
-        return None, items
+        return decode_positions(self._files, self._starts, g, layout)
 
     def _finish(self, stack: np.ndarray | None, items: list[np.ndarray] | None,
                 labels: np.ndarray) -> DCQBatch:

@@ -187,4 +187,5 @@ class _Batches:
             st.source_bytes += max(0, size)
             st.written.append(pos)
             self.w.add_sample(idx, g, int(src.labels[pos]), source_path=src.relpath(pos) or None,
-                              source_size=size if size >= 0 else None, **extra)
+                              source_size=size if size >= 0 else None,
+                              original_size=self.ctx.original_sizes.get(pos), **extra)

@@ -1,0 +1,40 @@
+"""Decoding sample positions spread over several ``.dcq`` shards into one buffer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dcqformat.format.reader import DCQFile
+
+__all__ = ["decode_positions"]
+
+
+def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str
+                     ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+    """Decode global sample positions ``g`` (shard ``k`` holds ``starts[k]..starts[k+1]-1``):
+    ``(stack, None)`` when one buffer holds them all, else ``(None, list of arrays)``; one
+    ``decode_batch`` call per shard."""
+    if len(files) == 1:
+        decoded = files[0].decode_batch(g, layout)
+        return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
+    shard = np.searchsorted(starts, g, side="right") - 1
+    groups = []
+    for k in np.unique(shard).tolist():
+        sel = np.flatnonzero(shard == k)
+        groups.append((sel, files[k].decode_batch(g[sel] - starts[k], layout)))
+    if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
+        return groups[0][1], None
+    if all(isinstance(d, np.ndarray) for _, d in groups) and \
+            len({d.shape[1:] for _, d in groups}) == 1:
+        first = groups[0][1]
+        stack = np.empty((g.size, *first.shape[1:]), dtype=np.uint8)
+        for sel, d in groups:
+            stack[sel] = d
+        return stack, None
+    items = [np.empty(0, np.uint8)] * g.size
+    for sel, d in groups:
+        for t, a in zip(sel.tolist(), d, strict=True):
+            items[t] = a
+    return None, items
