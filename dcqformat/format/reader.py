@@ -16,13 +16,12 @@ import operator
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zstandard
 
-from dcqformat.checks import check_int, check_ratio
+from dcqformat.checks import check_int, check_path, check_ratio
 from dcqformat.codecs.bitpack import unpack_indices
 from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
@@ -32,6 +31,11 @@ from dcqformat.format.source import MappedPayload, open_source
 from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
 LAYOUTS = ("hwc", "chw")
+
+
+def _check_layout(layout: Any) -> None:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 
 class DCQFile(MappedPayload):
@@ -65,9 +69,7 @@ class DCQFile(MappedPayload):
 
     def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False,
                  fill: str = "stored", max_pixels: int | None = L.DEFAULT_MAX_PIXELS) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path)
+        self.path = check_path(path, "path")
         self.fill = _masks.check_fill(fill)
         self.check_crc = bool(check_crc)
         self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels", minimum=1)
@@ -198,6 +200,7 @@ class DCQFile(MappedPayload):
     def index_map(self, i: int) -> np.ndarray:
         """Palette indices of sample ``i``, uint8 ``[H, W]``; in a file with patch masks the
         dropped patches hold their fill index (``fill="stored"``) or 0 (``fill="zero"``)."""
+        i = self._index(i)
         h, w, _ = self.shape(i)
         packed = self._packed_bytes(i)
         kept = unpack_indices(packed, int(self._stored_pixels[i]), self._meta.bits)
@@ -209,6 +212,7 @@ class DCQFile(MappedPayload):
 
     def pixel_mask(self, i: int) -> np.ndarray:
         """Boolean ``[H, W]`` of sample ``i``: True where the pixel was stored (kept patch)."""
+        i = self._index(i)
         h, w, _ = self.shape(i)
         if self._masks is None:
             return np.ones((h, w), bool)
@@ -243,6 +247,7 @@ class DCQFile(MappedPayload):
     def decode(self, i: int, layout: str = "hwc") -> np.ndarray:
         """Decode sample ``i`` to a new uint8 array, H×W×C (``"hwc"``) or C×H×W (``"chw"``)."""
         i = self._index(i)
+        _check_layout(layout)
         h, w, c = self.shape(i)
         out = np.empty((h, w, c) if layout == "hwc" else (c, h, w), dtype=np.uint8)
         self.decode_into(i, out, layout=layout)
@@ -257,8 +262,7 @@ class DCQFile(MappedPayload):
         """
         i = self._index(i)
         pal = None if palette is None else self._check_palette(palette)
-        if layout not in LAYOUTS:
-            raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        _check_layout(layout)
         h, w, c = self.shape(i)
         want = (h, w, c) if layout == "hwc" else (c, h, w)
         if not isinstance(out, np.ndarray):
@@ -295,7 +299,7 @@ class DCQFile(MappedPayload):
         """The :meth:`packed` bytes of many samples in one buffer: ``(data, offsets)`` with
         ``data`` uint8 and ``offsets`` int64 ``[B + 1]``, sample ``b`` at
         ``data[offsets[b]:offsets[b + 1]]``."""
-        idx = [self._index(int(i)) for i in indices]
+        idx = self._indices(indices)
         parts = [self._packed_bytes(i) for i in idx]
         offsets = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([p.size for p in parts], out=offsets[1:])
@@ -321,9 +325,8 @@ class DCQFile(MappedPayload):
         Returns one stacked uint8 array [B, ...] when all samples share a shape, else a
         list of arrays. With the raw payload encoding the whole batch is one Numba call.
         """
-        if layout not in LAYOUTS:
-            raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        idx = np.array([self._index(int(i)) for i in indices], dtype=np.int64)
+        _check_layout(layout)
+        idx = np.array(self._indices(indices), dtype=np.int64)
         m = self._meta
         c = m.channels
         if idx.size == 0:
@@ -438,6 +441,13 @@ class DCQFile(MappedPayload):
         start = int(self._offsets[i])
         return self.payload_view()[start:start + int(self._lengths[i])]
 
+    def _indices(self, indices: Sequence[int] | np.ndarray) -> list[int]:
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
+                                       f"{type(indices).__name__}")
+        return [self._index(i) for i in np.asarray(indices).reshape(-1).tolist()] \
+            if isinstance(indices, np.ndarray) else [self._index(i) for i in indices]
+
     def _index(self, i: int) -> int:
         try:
             i = operator.index(i)
@@ -465,7 +475,7 @@ class DCQFile(MappedPayload):
     def selection_indices(self, name: str, fraction: float | None = None) -> np.ndarray:
         """Sample indices of the stored selection ``name``, or a class-balanced nested prefix
         of its ranking holding ``fraction`` of all samples."""
-        sel = self._meta.selections.get(name)
+        sel = self._meta.selections.get(name) if isinstance(name, str) else None
         if sel is None:
             raise InvalidArgumentError(
                 f"{self.path}: no selection named {name!r}; stored: {sorted(self._meta.selections)}")

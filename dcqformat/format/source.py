@@ -84,6 +84,8 @@ def _open_regular(path: Path, where: str) -> tuple[int, os.stat_result]:
         raise NotADcqFileError(f"{where}: is a directory, not a .dcq file") from None
     except OSError as exc:
         raise NotADcqFileError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise NotADcqFileError(f"{where!r}: not a usable path (it holds a NUL byte)") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)

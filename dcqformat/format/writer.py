@@ -27,7 +27,7 @@ import numpy as np
 import zstandard
 
 from dcqformat._version import __version__
-from dcqformat.checks import check_int
+from dcqformat.checks import check_choice, check_int, check_path
 from dcqformat.codecs.bitpack import pack_indices
 from dcqformat.errors import InvalidArgumentError, WriteError
 from dcqformat.format import layout as L
@@ -105,7 +105,11 @@ def check_class_names(classes: Any) -> list[str]:
     if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
         raise InvalidArgumentError(
             f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
-    names = [_utf8(str(c), "class name") for c in classes]
+    try:
+        items = list(classes)
+    except TypeError as exc:  # e.g. a 0-d array
+        raise InvalidArgumentError(f"classes must be a sequence of class names ({exc})") from None
+    names = [_utf8(str(c), "class name") for c in items]
     if not names:
         raise InvalidArgumentError("classes must name at least one class, got an empty list")
     bad = [c for c in names if not c or "\n" in c or "\0" in c]
@@ -172,18 +176,15 @@ class DCQWriter:
         overwrite: bool = False,
     ) -> None:
         bits = check_int(bits, "bits", minimum=1, maximum=8)
-        if isinstance(channels, bool) or channels not in (1, 3):
-            raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
+        channels = check_int(channels, "channels", minimum=1, maximum=3)
+        if channels == 2:
+            raise InvalidArgumentError("channels must be 1 or 3, got 2")
         classes = check_class_names(classes)
         k = (1 << bits) if palette_size is None else check_int(
             palette_size, f"palette_size (for bits={bits})", minimum=1, maximum=1 << bits)
-        if payload_encoding not in (*L.PAYLOAD_ENCODINGS, "auto"):
-            raise InvalidArgumentError(
-                f"payload_encoding must be one of {(*L.PAYLOAD_ENCODINGS, 'auto')}, got {payload_encoding!r}"
-            )
-        if not isinstance(path, (str, os.PathLike)):
-            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path)
+        check_choice(payload_encoding, "payload_encoding", (*L.PAYLOAD_ENCODINGS, "auto"))
+        zstd_level = check_int(zstd_level, "zstd_level", minimum=-(1 << 17), maximum=22)
+        self.path = check_path(path, "path")
         if self.path.is_dir():
             raise InvalidArgumentError(f"output path {str(self.path)!r} is a directory")
         if not self.path.parent.is_dir():
