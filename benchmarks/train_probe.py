@@ -484,7 +484,8 @@ def task_proxy(ds: dict[str, Any], out: str, epochs: int) -> dict[str, Any]:
     import torch
 
     from dcqformat.encode.images import load_image, to_channels
-    from dcqformat.encode.model import deterministic, save_proxy, train_proxy
+    from dcqformat.encode.model import deterministic, train_proxy
+    from dcqformat.encode.model_files import save_proxy
     from dcqformat.encode.scan import scan_image_folder
 
     t0 = time.perf_counter()

@@ -9,15 +9,8 @@ import torch
 from torch import nn
 
 from dcqformat.device import resolve_device
-from dcqformat.encode.model import (
-    ProxyNet,
-    TaskModel,
-    load_model,
-    module_fingerprint,
-    resolve_task_model,
-    save_proxy,
-    train_proxy,
-)
+from dcqformat.encode.model import ProxyNet, TaskModel, module_fingerprint, train_proxy
+from dcqformat.encode.model_files import load_model, resolve_task_model, save_proxy
 from dcqformat.errors import InvalidArgumentError
 
 

@@ -191,6 +191,7 @@ def test_round_trip_kept_identity_and_fill(tmp_path: Path, encoding: str) -> Non
         pm = f.pixel_mask(i)
         assert np.array_equal(dec[pm], full[pm])  # kept patches: pixel-identical to the unmasked decode
         fills = M.most_common_fills(idx, 4, keep, 4)
+        assert np.array_equal(f.patch_fills(i), fills) and g.patch_fills(i).size == 0
         pid = M.patch_ids(*idx.shape, 4)
         for d, gnum in enumerate(np.flatnonzero(~keep.reshape(-1))):  # each dropped patch: its fill colour
             assert (dec[pid == gnum] == pal[i % 2][fills[d]]).all()

@@ -12,7 +12,8 @@ This subpackage needs torch (the ``torch`` extra). Its modules each do one job:
 
 - :mod:`.scan`      ImageFolder listing in canonical order, with sizes and a listing hash
 - :mod:`.images`    one image file -> uint8 HWC array (alpha flattening, modes, guards)
-- :mod:`.model`     the task model: a small residual proxy CNN, checkpoint loading
+- :mod:`.model`     the task model: a small residual proxy CNN and its training
+- :mod:`.model_files` saving and loading task models, `resolve_task_model`
 - :mod:`.features`  pooled shallow-stage features for chromaticity-aware clustering
 - :mod:`.kmeans`    batched, seeded, weighted k-means (k-means++ init) in torch
 - :mod:`.gradcam`   Grad-CAM++ maps and top-fraction attention masks

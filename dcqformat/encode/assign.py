@@ -56,8 +56,16 @@ def assign_batch(images: np.ndarray, palettes_w: torch.Tensor) -> np.ndarray:
     g, h, w, c = images.shape
     k = palettes_w.shape[1]
     out = np.empty((g, h, w), dtype=np.uint8)
-    step = max(1, _CHUNK_ELEMENTS // max(1, h * w * k * c))
     dev = palettes_w.device
+    if h * w * k * c > _CHUNK_ELEMENTS:  # a large image: rows of pixels at a time
+        rows = max(1, _CHUNK_ELEMENTS // (w * k * c))
+        for i in range(g):
+            for y in range(0, h, rows):
+                x = torch.as_tensor(images[i, y:y + rows], device=dev).reshape(1, -1, c)
+                idx = sq_distances(to_working_space(x.float() / 255.0), palettes_w[i:i + 1])
+                out[i, y:y + rows] = idx.argmin(-1).to(torch.uint8).reshape(-1, w).cpu().numpy()
+        return out
+    step = max(1, _CHUNK_ELEMENTS // max(1, h * w * k * c))
     for i in range(0, g, step):
         x = torch.as_tensor(images[i : i + step], device=dev).reshape(-1, h * w, c).float() / 255.0
         idx = sq_distances(to_working_space(x), palettes_w[i : i + step]).argmin(-1)

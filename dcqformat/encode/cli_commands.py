@@ -75,7 +75,7 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from dcqformat.encode.model import load_model
+    from dcqformat.encode.model_files import load_model
 
     model: Any = args.model
     if model != "proxy":

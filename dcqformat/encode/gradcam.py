@@ -19,6 +19,7 @@ that is constant everywhere carries no information: the mask then keeps every pi
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,7 +78,7 @@ def top_fraction_masks(
     if keep == n:
         return torch.ones_like(cams, dtype=torch.bool), degenerate.cpu()
     # The keep-th largest value per row: everything above it is in, ties at it drawn at random.
-    thresh = torch.kthvalue(flat.cpu(), n - keep + 1, dim=1).values.to(flat.device)
+    thresh = _kth_smallest(flat.cpu(), n - keep).to(flat.device)
     mask = flat > thresh[:, None]
     missing = (keep - mask.sum(1)).tolist()
     dev = torch.device("cpu") if generator is None else generator.device
@@ -89,6 +90,18 @@ def top_fraction_masks(
             pick = torch.randperm(len(ties), generator=generator, device=dev)[: missing[r]]
             mask[r, ties[pick.to(flat.device)]] = True
     return mask.view(cams.shape), degenerate.cpu()
+
+
+#: Maps with more pixels than this find their threshold with numpy's partition (one float32
+#: copy) instead of torch's kthvalue (which also allocates int64 indices): the same value.
+PARTITION_MIN_PIXELS = 1 << 22
+
+
+def _kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row of ``flat [G, n]`` its ``k``-th smallest value (0-based), as kthvalue gives."""
+    if flat.shape[1] <= PARTITION_MIN_PIXELS:
+        return torch.kthvalue(flat, k + 1, dim=1).values
+    return torch.from_numpy(np.stack([np.partition(r, k)[k] for r in flat.numpy()]))
 
 
 def top_fraction_mask(

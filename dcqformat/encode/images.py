@@ -152,6 +152,22 @@ def _to_array(im: Image.Image, bg: tuple[int, int, int]) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+#: Larger images are converted to arrays in strips of about this many pixels, so that only
+#: one full-size copy exists besides Pillow's decoded image (every mode rule is per pixel).
+STRIP_PIXELS = 1 << 22
+
+
+def _to_array_in_strips(im: Image.Image, bg: tuple[int, int, int]) -> np.ndarray:
+    w, h = im.size
+    rows = max(1, STRIP_PIXELS // w)
+    first = _to_array(im.crop((0, 0, w, min(rows, h))), bg)
+    out = np.empty((h, w, first.shape[2]), np.uint8)
+    out[:first.shape[0]] = first
+    for y in range(rows, h, rows):
+        out[y:y + rows] = _to_array(im.crop((0, y, w, min(y + rows, h))), bg)
+    return out
+
+
 def _resize(arr: np.ndarray, max_side: int) -> np.ndarray:
     h, w = arr.shape[:2]
     if max(h, w) <= max_side:
@@ -185,7 +201,9 @@ def load_image(path: str | os.PathLike[str], options: LoadOptions | None = None)
                 w, h = im.size
                 _check_pixels(w, h, opts, repr(str(p)))
                 im.load()
-                arr = _to_array(im, opts.background)
+                arr = _to_array(im, opts.background) if w * h <= STRIP_PIXELS else \
+                    _to_array_in_strips(im, opts.background)
+                im.close()  # frees the decoded image before _finish copies the array
     except InputImageError:
         raise
     except Image.DecompressionBombError as e:

@@ -35,7 +35,7 @@ import torch
 from dcqformat.encode.color import from_working_space
 from dcqformat.encode.kmeans import kmeans, kmeans_batched
 
-__all__ = ["image_palettes", "shared_palettes", "palette_to_uint8", "dominant_colours",
+__all__ = ["image_palettes", "pick_points", "shared_palettes", "palette_to_uint8", "dominant_colours",
            "reserved_colours", "RESERVE_RADIUS"]
 
 RESERVE_RADIUS = 12.0
@@ -47,6 +47,16 @@ def _gen_device(generator: torch.Generator | None) -> torch.device:
     return torch.device("cpu") if generator is None else generator.device
 
 
+def pick_points(n: int, max_points: int, generator: torch.Generator | None,
+                device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The seeded uniform subsample (sorted int64 indices) :func:`image_palettes` draws for an
+    image of ``n`` points; None when it uses all of them (``n <= max_points``)."""
+    if n <= max_points:
+        return None
+    pick = torch.randperm(n, generator=generator, device=_gen_device(generator))
+    return pick[:max_points].sort().values.to(device)
+
+
 def image_palettes(
     points: Sequence[torch.Tensor],
     k: int,
@@ -56,9 +66,15 @@ def image_palettes(
     n_init: int = 1,
     max_iter: int = 30,
     generator: torch.Generator | None = None,
+    sampled_from: Sequence[int | None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One palette per image from its working-space pixels ``points[b] [P_b, C]``, optionally
     weighted per pixel by ``weights[b] [P_b]`` (non-negative; None = all 1).
+
+    ``sampled_from[b]`` (optional, large images): ``points[b]``/``weights[b]`` are already the
+    :func:`pick_points` subsample of an image of that many points (drawn by the caller from
+    ``generator``, in image order), so only the picked pixels were ever converted; the result
+    is identical to passing every point.
 
     Returns ``centers [B, k, C]`` and ``counts [B, k]`` (float; sum = the image's total weight,
     P_b when unweighted).
@@ -80,9 +96,13 @@ def image_palettes(
             raise ValueError(f"weights[{b}] has shape {tuple(pw.shape)}, expected ({n},)")
         if n == 0 or float(pw.sum()) <= 0:
             raise ValueError("an image contributed no pixels to its palette")
-        if n > max_points:
-            pick = torch.randperm(n, generator=generator, device=_gen_device(generator))
-            pick = pick[:max_points].sort().values.to(dev)
+        full = None if sampled_from is None else sampled_from[b]
+        if full is not None:  # the caller picked the points (pick_points) before converting
+            sel.append(p)
+            wts.append(pw.to(dev, torch.float32) * (full / max_points))
+        elif n > max_points:
+            pick = pick_points(n, max_points, generator, dev)
+            assert pick is not None
             sel.append(p[pick])
             wts.append(pw.to(dev, torch.float32)[pick] * (n / max_points))
         else:
@@ -146,18 +166,31 @@ def dominant_colours(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     the mean uint8 colour ``[B, 3]`` and the pixel share (float64) of its most frequent bin
     (ties: the lowest key)."""
     b = images.shape[0]
-    px = images.reshape(b, -1, 3).astype(np.int64)
-    keys = ((px[..., 0] >> 2) << 12) | ((px[..., 1] >> 2) << 6) | (px[..., 2] >> 2)
+    px = images.reshape(b, -1, 3)
+    n = px.shape[1]
     out_key = np.empty(b, np.int64)
     out_rgb = np.empty((b, 3), np.uint8)
     share = np.empty(b, np.float64)
+    step = 1 << 22  # pixels per chunk: memory stays bounded however large the image
     for i in range(b):
-        uniq, inv, cnt = np.unique(keys[i], return_inverse=True, return_counts=True)
-        top = int(np.argmax(cnt))
-        out_key[i] = uniq[top]
-        out_rgb[i] = np.round(px[i][inv.reshape(-1) == top].mean(0)).astype(np.uint8)
-        share[i] = cnt[top] / keys.shape[1]
+        cnt = np.zeros(1 << 18, np.int64)
+        for s in range(0, n, step):
+            cnt += np.bincount(_colour_keys(px[i, s:s + step]), minlength=1 << 18)
+        top = int(np.argmax(cnt))  # the first maximum: the lowest key
+        sums = np.zeros(3, np.int64)
+        for s in range(0, n, step):
+            chunk = px[i, s:s + step]
+            sums += chunk[_colour_keys(chunk) == top].sum(0, dtype=np.int64)
+        out_key[i] = top
+        out_rgb[i] = np.round(sums / cnt[top])  # exact integer sums: the mean colour of the bin
+        share[i] = cnt[top] / n
     return out_key, out_rgb, share
+
+
+def _colour_keys(px: np.ndarray) -> np.ndarray:
+    """6-bit-per-channel bin keys (int32) of uint8 RGB pixels ``[P, 3]``."""
+    return (((px[:, 0] >> 2).astype(np.int32) << 12) | ((px[:, 1] >> 2).astype(np.int32) << 6)
+            | (px[:, 2] >> 2))
 
 
 def reserved_colours(

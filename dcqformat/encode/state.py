@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from dcqformat.encode.kmeans import sq_distances
-from dcqformat.encode.model import ProxyNet, TaskModel, resolve_task_model
+from dcqformat.encode.model import ProxyNet, TaskModel
+from dcqformat.encode.model_files import resolve_task_model
 from dcqformat.encode.options import SHARD_PARAMETERS, ConvertOptions
 from dcqformat.errors import InvalidArgumentError, StructureError
 

@@ -197,6 +197,12 @@ class DCQFile(MappedPayload):
             return np.ones((1, 1), bool)
         return self._masks.grid(i, int(self._meta.height[i]), int(self._meta.width[i]))
 
+    def patch_fills(self, i: int) -> np.ndarray:
+        """Fill palette index of every dropped patch of sample ``i`` (uint8, patches in raster
+        order, spec §13; a read-only view, empty without masks)."""
+        i = self._index(i)
+        return np.zeros(0, np.uint8) if self._masks is None else self._masks.sample_fills(i)
+
     def index_map(self, i: int) -> np.ndarray:
         """Palette indices of sample ``i``, uint8 ``[H, W]``; in a file with patch masks the
         dropped patches hold their fill index (``fill="stored"``) or 0 (``fill="zero"``)."""

@@ -1,5 +1,6 @@
-"""torch integration: :class:`DCQDataset` (decode on the fly, single and batched paths),
-:class:`DCQSampler` (resumable distributed sampler) and palette-space colour transforms.
+"""torch integration: :class:`DCQDataset` (decode on the fly, single and batched paths, or
+packed batches), :func:`expand` (packed batches to images on any device), :class:`DCQSampler`
+(resumable distributed sampler) and palette-space colour transforms.
 
 Importing this subpackage imports torch; ``import dcqformat`` alone does not.
 """
@@ -7,6 +8,8 @@ Importing this subpackage imports torch; ``import dcqformat`` alone does not.
 from __future__ import annotations
 
 from dcqformat.torch.dataset import DCQBatch, DCQDataset
+from dcqformat.torch.expand import expand
+from dcqformat.torch.packed import PackedBatch
 from dcqformat.torch.palette_transforms import (
     PaletteBrightness,
     PaletteColorJitter,
@@ -22,6 +25,7 @@ __all__ = [
     "DCQBatch",
     "DCQDataset",
     "DCQSampler",
+    "PackedBatch",
     "PaletteBrightness",
     "PaletteColorJitter",
     "PaletteCompose",
@@ -29,4 +33,5 @@ __all__ = [
     "PaletteGrayscale",
     "PaletteSaturation",
     "PaletteTransform",
+    "expand",
 ]

@@ -21,7 +21,16 @@ no per-sample work at all::
 
 ``DCQDataset.collate`` falls back to torch's ``default_collate`` whenever the batch is not
 stackable as decoded (mixed sizes, a ``transform``, ``output="pil"``...), so it is always
-safe to pass. The dataset holds no open handle: :class:`DCQFile` memory-maps lazily in each
+safe to pass.
+
+``output="packed"`` decodes nothing: every batch is a :class:`~dcqformat.torch.packed.
+PackedBatch` of the stored packed indices (q bits per pixel) plus a few bytes per sample, to be
+expanded on the accelerator by :func:`dcqformat.torch.expand` (see ``docs/gpu-loading.md``)::
+
+    ds = DCQDataset("train.dcq", output="packed")
+    loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=4, pin_memory=True)
+    for batch in loader:
+        images, labels = expand(batch, device="cuda")    # uint8 [B, C, H, W] on the GPU The dataset holds no open handle: :class:`DCQFile` memory-maps lazily in each
 process, so the dataset pickles into fork and spawn workers alike.
 """
 
@@ -40,15 +49,14 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from dcqformat.codecs.bitpack import unpack_indices
-from dcqformat.codecs.palette import decode_into
-from dcqformat.errors import InvalidArgumentError, PayloadError
-from dcqformat.format.masks import decode_sample as decode_masked
+from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
+from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
 from dcqformat.torch.sampler import DCQSampler
 
 __all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
 
-OUTPUTS = ("tensor", "pil", "numpy")
+OUTPUTS = ("tensor", "pil", "numpy", "packed")
 PathLike = str | os.PathLike[str]
 
 
@@ -115,7 +123,11 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         Called on each integer label.
     output:
         ``"tensor"`` (uint8 C×H×W torch tensor, default), ``"pil"`` (PIL image, mode L or
-        RGB) or ``"numpy"`` (uint8 H×W×C array).
+        RGB), ``"numpy"`` (uint8 H×W×C array) or ``"packed"``: no decode; ``ds[i]`` and every
+        DataLoader batch is a :class:`PackedBatch` for :func:`dcqformat.torch.expand` (the
+        shards must share q, K, channels and patch size; ``transform``, ``target_transform``,
+        ``palette_transform`` and a ``fill`` other than the stored one are refused: they
+        belong after, or in, the expansion).
     selection, fraction:
         Restrict to the stored selection ``selection`` of every file, or, with ``fraction``,
         to the class-balanced nested prefix of its ranking holding that fraction of each file
@@ -167,6 +179,16 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self.fill = fill
         if output not in OUTPUTS:
             raise InvalidArgumentError(f"output must be one of {OUTPUTS}, got {output!r}")
+        if output == "packed":
+            for name, value in (("transform", transform), ("target_transform", target_transform),
+                                ("palette_transform", palette_transform)):
+                if value is not None:
+                    raise InvalidArgumentError(
+                        f'output="packed" decodes nothing, so it takes no {name}: apply it to what '
+                        "dcqformat.torch.expand returns (palette_transform: pass it to expand)")
+            if self.fill_mode != "stored":
+                raise InvalidArgumentError('output="packed" expands dropped patches to their stored fill; '
+                                           "use fill=None")
         if fraction is not None and selection is None:
             raise InvalidArgumentError(
                 "fraction needs selection=<name>: it is a fraction of a stored selection's ranking")
@@ -207,6 +229,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self._positions = positions
         self._labels = np.ascontiguousarray(labels, dtype=np.int64)
         self._targets: list[int] | None = None
+        self._packer = PackedSource(files, self._starts) if output == "packed" else None
 
     # -- ImageFolder-like metadata ---------------------------------------------------------
     @property
@@ -265,6 +288,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         """Decode sample ``index``: ``(image, label)`` in the configured output form
         (``(image, mask, label)`` with ``fill="none"``)."""
+        if self._packer is not None:
+            return self.pack([index])  # type: ignore[return-value]
         i = self._check_index(index)
         k, j = self._locate(i)
         f = self._files[k]
@@ -307,38 +332,20 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         """Decode sample ``index`` through ``palette`` (uint8 ``[K, channels]``) instead of its
         stored cluster palette; returns a new uint8 array (``"chw"`` or ``"hwc"``)."""
         k, j = self.locate(index)
-        return self._decode_packed(self._files[k], j, palette, layout)
+        return self._decode_through(self._files[k], j, palette, layout)
 
-    def _decode_packed(self, f: DCQFile, j: int, palette: np.ndarray | torch.Tensor,
-                       layout: str, packed: np.ndarray | None = None) -> np.ndarray:
-        if layout not in ("chw", "hwc"):
-            raise InvalidArgumentError(f"layout must be 'chw' or 'hwc', got {layout!r}")
+    @staticmethod
+    def _decode_through(f: DCQFile, j: int, palette: np.ndarray | torch.Tensor, layout: str) -> np.ndarray:
         pal = palette.numpy() if isinstance(palette, torch.Tensor) else np.asarray(palette)
-        pal = np.ascontiguousarray(pal, dtype=np.uint8)
         h, w, c = f.shape(j)
-        if pal.ndim != 2 or pal.shape[1] != c:
-            raise InvalidArgumentError(
-                f"palette must be uint8 [K, {c}] for {str(f.path)!r}, got shape {pal.shape}")
         out = np.empty((c, h, w) if layout == "chw" else (h, w, c), dtype=np.uint8)
-        if packed is None:
-            packed = f._packed_bytes(j)
-        if f.patch_size is not None:  # patch masks: kept pixels in patch order, fills (spec §13)
-            assert f._masks is not None
-            decode_masked(f._masks, j, packed, f.bits, h, w, pal, out, layout == "chw", f.fill, str(f.path))
-            return out
-        bad = decode_into(packed, f.bits, h * w, pal, out, layout == "chw")
-        if bad:
-            raise PayloadError(
-                f"{f.path}: sample {j} holds {bad} palette index(es) >= the palette's {pal.shape[0]} colours")
-        return out
+        return f.decode_into(j, out, layout=layout, palette=pal)
 
     def _decode_with_palette(self, f: DCQFile, j: int, layout: str) -> np.ndarray:
         assert self.palette_transform is not None
         palette = torch.from_numpy(f.palettes[int(f.clusters[j])].copy())
-        packed = f._packed_bytes(j)
         if getattr(self.palette_transform, "needs_counts", False):
-            h, w, _ = f.shape(j)
-            hist = np.bincount(unpack_indices(packed, int(f._stored_pixels[j]), f.bits),
+            hist = np.bincount(unpack_indices(f.packed(j), f.stored_pixels(j), f.bits),
                                minlength=f.palette_size)
             counts = torch.from_numpy(hist[: f.palette_size].astype(np.int64))
             new = self.palette_transform(palette, counts=counts)
@@ -348,7 +355,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             what = f"{new.dtype} {tuple(new.shape)}" if isinstance(new, torch.Tensor) else type(new).__name__
             raise InvalidArgumentError(
                 f"palette_transform must return a uint8 tensor {tuple(palette.shape)}, got {what}")
-        return self._decode_packed(f, j, new, layout, packed)
+        return self._decode_through(f, j, new, layout)
 
     # -- batched path ----------------------------------------------------------------------
     def __getitems__(self, indices: Sequence[int]) -> DCQBatch:
@@ -359,19 +366,13 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         shard. ``transform``/``target_transform`` are applied per sample after the decode;
         a ``palette_transform`` makes it fall back to per-sample decoding.
         """
+        if self._packer is not None:
+            return DCQBatch([self.pack(indices)])
         if self.palette_transform is not None or self.fill_mode != "stored":
             return DCQBatch(self[i] for i in indices)
-        n = len(self)
-        try:
-            idx = np.array(indices, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            raise InvalidArgumentError("indices must be a sequence of integers") from None
+        idx = self._positions_of(indices)
         if idx.size == 0:
             return DCQBatch()
-        idx = np.where(idx < 0, idx + n, idx)
-        if idx.min() < 0 or idx.max() >= n:
-            bad = int(idx[(idx < 0) | (idx >= n)][0])
-            raise IndexError(f"sample index {bad} out of range for {n} samples")
         layout = "chw" if self.output == "tensor" else "hwc"
         g = self._positions[idx] if self._positions is not None else idx
         stack: np.ndarray | None = None
@@ -422,11 +423,38 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             out.stacked = (batch_tensor, torch.from_numpy(labels))
         return out
 
+    def _positions_of(self, indices: Sequence[int]) -> np.ndarray:
+        """``indices`` as checked dataset positions, int64 (negative ones from the end)."""
+        n = len(self)
+        try:
+            idx = np.array(indices, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgumentError("indices must be a sequence of integers") from None
+        if idx.size == 0:
+            return idx
+        idx = np.where(idx < 0, idx + n, idx)
+        if idx.min() < 0 or idx.max() >= n:
+            bad = int(idx[(idx < 0) | (idx >= n)][0])
+            raise IndexError(f"sample index {bad} out of range for {n} samples")
+        return idx
+
+    def pack(self, indices: Sequence[int]) -> PackedBatch:
+        """The :class:`PackedBatch` of samples ``indices`` (``output="packed"`` only): their
+        stored packed indices, one :meth:`DCQFile.packed_batch` call per shard, no decode."""
+        if self._packer is None:
+            raise InvalidArgumentError(f'pack() needs DCQDataset(output="packed"), this one has {self.output!r}')
+        idx = self._positions_of(indices)
+        g = self._positions[idx] if self._positions is not None else idx
+        return self._packer.pack(g, self._labels[idx], idx)
+
     @staticmethod
     def collate(batch: Sequence[Any]) -> Any:
         """collate_fn for DataLoader: the already stacked ``(images [B, C, H, W], labels [B])``
-        of a batch decoded into one buffer, without copying; ``default_collate`` otherwise."""
+        of a batch decoded into one buffer, without copying; the :class:`PackedBatch` of a
+        packed batch; ``default_collate`` otherwise."""
         stacked = getattr(batch, "stacked", None)
         if stacked is not None:
             return [stacked[0], stacked[1]]
+        if len(batch) and isinstance(batch[0], PackedBatch):
+            return collate_packed(batch)
         return default_collate(batch if isinstance(batch, list) else list(batch))

@@ -30,6 +30,12 @@ global generator, which DataLoader seeds differently in every worker.
 
 Every transform takes and returns a palette as a uint8 tensor ``[K, channels]`` (channels 1
 or 3); the random ones accept ``counts`` (int64 ``[K]``, pixels per palette entry) as keyword.
+
+Batches on a device. ``t.batch(palettes, counts)`` transforms the per-sample palettes
+``[B, K, channels]`` of a batch on their own device (CUDA, MPS, CPU) with the vectorised torch
+arithmetic of :mod:`dcqformat.torch.palette_batch`: parameters are drawn per sample, in batch
+order, exactly as ``B`` successive calls ``t(palette_b)`` would draw them, so row ``b`` equals
+``t(palette_b)`` bit for bit given the same generator state. ``dcqformat.torch.expand`` uses it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import numpy as np
 import torch
 
 from dcqformat.errors import InvalidArgumentError
+from dcqformat.torch import palette_batch as PB
 
 __all__ = [
     "PaletteTransform",
@@ -183,18 +190,77 @@ def _uniform(lo: float, hi: float, generator: torch.Generator | None) -> float:
     return float(torch.empty(1).uniform_(lo, hi, generator=generator))
 
 
+def _check_batch(palettes: torch.Tensor) -> torch.Tensor:
+    if not isinstance(palettes, torch.Tensor) or palettes.dtype != torch.uint8 or palettes.ndim != 3 \
+            or palettes.shape[2] not in (1, 3):
+        what = (f"{palettes.dtype} {tuple(palettes.shape)}" if isinstance(palettes, torch.Tensor)
+                else type(palettes).__name__)
+        raise InvalidArgumentError(f"palettes must be a uint8 tensor [B, K, 1 or 3], got {what}")
+    return palettes
+
+
+def _where_drawn(palettes: torch.Tensor, params: Sequence[float | None],
+                 op: Any) -> torch.Tensor:
+    """``op(palettes, factors)`` on the rows whose parameter is not None; the others unchanged."""
+    rows = [b for b, f in enumerate(params) if f is not None]
+    if not rows:
+        return palettes
+    if len(rows) == len(params):
+        return op(palettes, params)
+    idx = torch.as_tensor(rows, dtype=torch.int64).to(palettes.device)
+    out = palettes.clone()
+    out[idx] = op(palettes[idx], [params[b] for b in rows])
+    return out
+
+
+def _contrast_rows(palettes: torch.Tensor, params: Sequence[float | None], center: str | float,
+                   counts: torch.Tensor | None) -> torch.Tensor:
+    """:func:`~.palette_batch.batch_contrast` on the rows whose factor is not None."""
+    rows = [b for b, f in enumerate(params) if f is not None]
+    if not rows:
+        return palettes
+    idx = torch.as_tensor(rows, dtype=torch.int64).to(palettes.device)
+    sub_counts = None if counts is None else counts[idx]
+    out = palettes.clone()
+    out[idx] = PB.batch_contrast(palettes[idx], [f for f in params if f is not None], center, sub_counts)
+    return out
+
+
 class PaletteTransform:
     """Base class: ``t(palette, counts=None) -> palette`` (uint8 tensors ``[K, channels]``).
 
     ``needs_counts`` tells :class:`~dcqformat.torch.DCQDataset` to compute the index histogram
     and pass it as ``counts``; it is False unless a contrast with ``center="image"`` is inside.
+
+    A subclass that splits its work into :meth:`draw` (the random parameters of one sample)
+    and :meth:`apply_batch` (the arithmetic for a batch, given one parameter set per sample)
+    and sets ``batched = True`` gets a vectorised :meth:`batch`; otherwise :meth:`batch` calls
+    the transform once per sample.
     """
 
     needs_counts: bool = False
+    batched: bool = False
 
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Transform one palette."""
         raise NotImplementedError
+
+    def draw(self) -> Any:
+        """Draw the random parameters of one sample (what ``__call__`` draws first)."""
+        raise NotImplementedError
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Transform ``palettes`` [B, K, C] with ``params[b]`` (from :meth:`draw`) for row b."""
+        raise NotImplementedError
+
+    def batch(self, palettes: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """Transform the per-sample palettes ``[B, K, C]`` (uint8, any device) as ``B`` calls in
+        batch order would; ``counts`` int64 ``[B, K]`` when ``needs_counts``."""
+        _check_batch(palettes)
+        if not self.batched:
+            return PB.per_sample(self, palettes, counts)
+        return self.apply_batch(palettes, [self.draw() for _ in range(palettes.shape[0])], counts)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
@@ -209,11 +275,21 @@ class PaletteBrightness(PaletteTransform):
         self.range = _factor_range(brightness, "brightness")
         self.generator = generator
 
+    batched = True
+
+    def draw(self) -> float | None:
+        """The brightness factor of one sample (None: no range, nothing drawn)."""
+        return None if self.range is None else _uniform(*self.range, self.generator)
+
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Apply a random brightness factor."""
-        if self.range is None:
-            return _check_palette(palette)
-        return adjust_brightness(palette, _uniform(*self.range, self.generator))
+        factor = self.draw()
+        return _check_palette(palette) if factor is None else adjust_brightness(palette, factor)
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Each row times its factor."""
+        return _where_drawn(palettes, params, PB.batch_brightness)
 
 
 class PaletteContrast(PaletteTransform):
@@ -228,11 +304,23 @@ class PaletteContrast(PaletteTransform):
         self.needs_counts = center == "image" and self.range is not None
         self.generator = generator
 
+    batched = True
+
+    def draw(self) -> float | None:
+        """The contrast factor of one sample (None: no range, nothing drawn)."""
+        return None if self.range is None else _uniform(*self.range, self.generator)
+
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Apply a random contrast factor."""
-        if self.range is None:
+        factor = self.draw()
+        if factor is None:
             return _check_palette(palette)
-        return adjust_contrast(palette, _uniform(*self.range, self.generator), self.center, counts)
+        return adjust_contrast(palette, factor, self.center, counts)
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Each row blended with its contrast centre by its factor."""
+        return _contrast_rows(palettes, params, self.center, counts)
 
 
 class PaletteSaturation(PaletteTransform):
@@ -243,11 +331,21 @@ class PaletteSaturation(PaletteTransform):
         self.range = _factor_range(saturation, "saturation")
         self.generator = generator
 
+    batched = True
+
+    def draw(self) -> float | None:
+        """The saturation factor of one sample (None: no range, nothing drawn)."""
+        return None if self.range is None else _uniform(*self.range, self.generator)
+
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Apply a random saturation factor."""
-        if self.range is None:
-            return _check_palette(palette)
-        return adjust_saturation(palette, _uniform(*self.range, self.generator))
+        factor = self.draw()
+        return _check_palette(palette) if factor is None else adjust_saturation(palette, factor)
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Each row blended with its grey levels by its factor."""
+        return _where_drawn(palettes, params, PB.batch_saturation)
 
 
 class PaletteGrayscale(PaletteTransform):
@@ -259,12 +357,21 @@ class PaletteGrayscale(PaletteTransform):
         self.p = float(p)
         self.generator = generator
 
+    batched = True
+
+    def draw(self) -> bool:
+        """Whether one sample turns grey."""
+        return float(torch.rand(1, generator=self.generator)) < self.p
+
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Grey out the palette with probability ``p``."""
         _check_palette(palette)
-        if float(torch.rand(1, generator=self.generator)) < self.p:
-            return rgb_to_grayscale(palette)
-        return palette
+        return rgb_to_grayscale(palette) if self.draw() else palette
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """The selected rows grey."""
+        return PB.batch_grayscale(palettes, [bool(x) for x in params])
 
 
 class PaletteColorJitter(PaletteTransform):
@@ -295,6 +402,27 @@ class PaletteColorJitter(PaletteTransform):
         s = None if self.saturation is None else _uniform(*self.saturation, g)
         return order, b, c, s
 
+    batched = True
+
+    def draw(self) -> tuple[list[int], float | None, float | None, float | None]:
+        """The parameters of one sample (:meth:`get_params`)."""
+        return self.get_params()
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Every row's factors in its own order: for each of the 4 steps, each operation on
+        the rows whose order puts it at that step."""
+        for step in range(4):
+            for op in (0, 1, 2):
+                factors = [p[1 + op] if p[0][step] == op else None for p in params]
+                if op == 0:
+                    palettes = _where_drawn(palettes, factors, PB.batch_brightness)
+                elif op == 1:
+                    palettes = _contrast_rows(palettes, factors, self.center, counts)
+                else:
+                    palettes = _where_drawn(palettes, factors, PB.batch_saturation)
+        return palettes
+
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Apply randomly drawn factors in a random order."""
         _check_palette(palette)
@@ -316,6 +444,18 @@ class PaletteCompose(PaletteTransform):
     def __init__(self, transforms: Sequence[Any]) -> None:
         self.transforms = list(transforms)
         self.needs_counts = any(getattr(t, "needs_counts", False) for t in self.transforms)
+        self.batched = all(isinstance(t, PaletteTransform) and t.batched for t in self.transforms)
+
+    def draw(self) -> list[Any]:
+        """One parameter set per inner transform, drawn in order."""
+        return [t.draw() for t in self.transforms]
+
+    def apply_batch(self, palettes: torch.Tensor, params: Sequence[Any],
+                    counts: torch.Tensor | None) -> torch.Tensor:
+        """Every inner transform in order, each with its column of the parameters."""
+        for j, t in enumerate(self.transforms):
+            palettes = t.apply_batch(palettes, [p[j] for p in params], counts)
+        return palettes
 
     def __call__(self, palette: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """Apply every transform in order."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcqformat.encode.model import TaskModel, deterministic, resolve_task_model
+from dcqformat.encode.model import TaskModel, deterministic
+from dcqformat.encode.model_files import resolve_task_model
 from dcqformat.encode.options import ConvertOptions
 from dcqformat.encode.patchdrop import PatchDropper, parse_patch_drop
 from dcqformat.encode.selection_stage import SelectionStage

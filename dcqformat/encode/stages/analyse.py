@@ -26,13 +26,20 @@ from dcqformat.encode.features import pooled_features
 from dcqformat.encode.gradcam import compute_cams, top_fraction_masks, upsample_cam
 from dcqformat.encode.images import is_grey, to_channels
 from dcqformat.encode.model import TaskModel
-from dcqformat.encode.palettes import dominant_colours, image_palettes
+from dcqformat.encode.palettes import dominant_colours, image_palettes, pick_points
 from dcqformat.encode.patchdrop import PatchDropper
 from dcqformat.encode.selection_stage import SelectionStage
 from dcqformat.encode.sources import image_digest
 from dcqformat.encode.stages.context import STREAMS, RunContext, block_seed
 
-__all__ = ["Analysis", "AnalyseHooks", "analyse"]
+__all__ = ["Analysis", "AnalyseHooks", "analyse", "LARGE_GROUP_PIXELS", "BATCH_PIXELS"]
+
+#: A group of same-size images with more pixels than this converts to LAB only the pixels the
+#: per-image k-means samples (bounded memory for large images; identical palettes).
+LARGE_GROUP_PIXELS = 1 << 22
+#: An analyse batch is cut early when its images hold more pixels than this (the random
+#: streams continue within the block, so the cut depends only on the images' sizes).
+BATCH_PIXELS = 1 << 24
 
 Dominant = tuple[int, np.ndarray, float]  # colour bin key, RGB, share of the image's pixels
 
@@ -136,6 +143,7 @@ def analyse(ctx: RunContext, positions: Sequence[int], task: TaskModel | None,
     with ctx.timer.stage("analyse"):
         bar = ctx.bar(len(ctx.source), "analyse")
         batch: list[tuple[int, np.ndarray]] = []
+        batch_px = 0
         for pos, got in ctx.load_many([p for p in positions if p not in ctx.skipped]):
             bar.update(1)
             if not isinstance(got, np.ndarray):
@@ -146,10 +154,12 @@ def analyse(ctx: RunContext, positions: Sequence[int], task: TaskModel | None,
             out.heights.append(got.shape[0])
             out.widths.append(got.shape[1])
             out.digests.append(image_digest(got, int(ctx.source.labels[pos])))
-            if batch and pos // bs != batch[0][0] // bs:
+            px = got.shape[0] * got.shape[1]
+            if batch and (pos // bs != batch[0][0] // bs or batch_px + px > BATCH_PIXELS):
                 batcher.run(batch)  # a batch is a block of batch_size listing positions
-                batch = []
+                batch, batch_px = [], 0
             batch.append((pos, got))
+            batch_px += px
         if batch:
             batcher.run(batch)
         bar.close()
@@ -166,13 +176,16 @@ class _BatchAnalyser:
         self.mask_gen = ctx.generator("mask", torch.device("cpu"))
         self.pal_gen = ctx.generator("image_palette")
         self.n_classes = len(ctx.source.classes)
+        self.block = -1
 
     def run(self, batch: list[tuple[int, np.ndarray]]) -> None:
         o = self.ctx.opts
         arrs = [a for _, a in batch]
         blk = batch[0][0] // o.batch_size  # random streams per block: shard-independent
-        self.mask_gen.manual_seed(block_seed(o.seed, STREAMS["mask"], blk))
-        self.pal_gen.manual_seed(block_seed(o.seed, STREAMS["image_palette"], blk))
+        if blk != self.block:  # a block cut by BATCH_PIXELS continues its streams
+            self.block = blk
+            self.mask_gen.manual_seed(block_seed(o.seed, STREAMS["mask"], blk))
+            self.pal_gen.manual_seed(block_seed(o.seed, STREAMS["image_palette"], blk))
         labels = [int(self.ctx.source.labels[p]) for p, _ in batch]
         cams = self._model_pass(arrs, labels) if self.task is not None else None
         if self.features_only:  # shard runs: palettes come from the fit state
@@ -206,39 +219,70 @@ class _BatchAnalyser:
         return cams
 
     def _palettes(self, arrs: list[np.ndarray], cams: torch.Tensor | None) -> None:
-        o, dev, k = self.ctx.opts, self.ctx.device, self.ctx.opts.palette_size
+        o, k = self.ctx.opts, self.ctx.opts.palette_size
         n = len(arrs)
-        points: list[torch.Tensor | None] = [None] * n
+        points: list[torch.Tensor] = [torch.empty(0)] * n
         weights: list[torch.Tensor | None] = [None] * n
+        sampled: list[int | None] = [None] * n
+        large: list[tuple[int, np.ndarray, torch.Tensor | None]] = []
         dom: list[Dominant] = [(0, np.zeros(3, np.uint8), 0.0)] * n
         for shape, members in _by_shape(arrs).items():
-            stack = np.stack([to_channels(arrs[i], 3) for i in members])
+            stack = (to_channels(arrs[members[0]], 3)[None] if len(members) == 1 else
+                     np.stack([to_channels(arrs[i], 3) for i in members]))
             if o.reserve_share is not None:
                 dkey, drgb, dshare = dominant_colours(stack)
                 for j, i in enumerate(members):
                     dom[i] = (int(dkey[j]), drgb[j], float(dshare[j]))
-            pix = pixels_to_working(stack, dev).reshape(len(members), -1, 3)
-            if cams is None:
-                for j, i in enumerate(members):
-                    points[i] = pix[j]
+            masks = None
+            if cams is not None:
+                up = upsample_cam(cams[members], shape)
+                masks, degen = top_fraction_masks(up, o.attention_fraction, self.mask_gen)
+                self.out.degenerate += int(degen.sum())
+                masks = masks.reshape(len(members), -1)
+                del up
+            if stack.size // 3 > LARGE_GROUP_PIXELS:  # convert only the pixels k-means will see
+                large.extend((i, stack[j].reshape(-1, 3), None if masks is None else masks[j])
+                             for j, i in enumerate(members))
                 continue
-            up = upsample_cam(cams[members], shape)
-            masks, degen = top_fraction_masks(up, o.attention_fraction, self.mask_gen)
-            self.out.degenerate += int(degen.sum())
-            masks = masks.reshape(len(members), -1).to(pix.device)
+            pix = pixels_to_working(stack, self.ctx.device).reshape(len(members), -1, 3)
             for j, i in enumerate(members):
-                if o.context_weight > 0:  # attended pixels weigh 1, the rest context_weight
-                    points[i] = pix[j]
-                    weights[i] = torch.where(masks[j], 1.0, float(o.context_weight))
-                else:
-                    points[i] = pix[j][masks[j]]
-        c, cnt = image_palettes([p for p in points if p is not None], k,
-                                weights=[w for p, w in zip(points, weights, strict=True)
-                                         if p is not None],
-                                max_points=o.max_points_per_image, generator=self.pal_gen)
+                m = None if masks is None else masks[j].to(pix.device)
+                points[i], weights[i] = self._points(pix[j], m)
+        for i, flat, m in sorted(large, key=lambda t: t[0]):  # image order: the draws' order
+            points[i], weights[i], sampled[i] = self._sampled_points(flat, m)
+        c, cnt = image_palettes(points, k, weights=weights, max_points=o.max_points_per_image,
+                                generator=self.pal_gen, sampled_from=sampled)
         self.out.centers.append(c.cpu())
         self.out.counts.append(cnt.cpu())
         self.out.dominant.extend(dom)
+
+    def _points(self, pix: torch.Tensor, mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An image's palette points and weights: every pixel (weight 1 where attended,
+        ``context_weight`` elsewhere), or only the attended ones when that weight is 0."""
+        cw = float(self.ctx.opts.context_weight)
+        if mask is None:
+            return pix, None
+        if cw > 0:
+            return pix, torch.where(mask, 1.0, cw)
+        return pix[mask], None
+
+    def _sampled_points(self, flat: np.ndarray, mask: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+        """:meth:`_points` for a large image, converting only the pixels
+        :func:`~dcqformat.encode.palettes.pick_points` picks (same draws, same result)."""
+        dev, cw = self.ctx.device, float(self.ctx.opts.context_weight)
+        rows = None if mask is None or cw > 0 else mask.nonzero()[:, 0]
+        n = flat.shape[0] if rows is None else int(rows.numel())
+        pick = pick_points(n, self.ctx.opts.max_points_per_image, self.pal_gen)
+        if pick is not None:
+            rows = pick.cpu() if rows is None else rows[pick.cpu()]
+        chosen = flat if rows is None else flat[rows.numpy()]
+        pix = pixels_to_working(np.ascontiguousarray(chosen), dev)
+        w = None
+        if mask is not None and cw > 0:
+            w = torch.where(mask if rows is None else mask[rows], 1.0, cw).to(dev)
+        return pix, w, None if pick is None else n
 
 
 def _by_shape(arrs: Sequence[np.ndarray]) -> dict[tuple[int, int], list[int]]:

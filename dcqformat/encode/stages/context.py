@@ -29,6 +29,9 @@ STREAMS = {"sample": 1, "train": 2, "mask": 3, "image_palette": 4, "cluster": 5,
 
 Loaded = tuple[int, "np.ndarray | InputImageError"]
 
+#: The loader prefetches ahead of the stage only as many images as fit this many pixels.
+PREFETCH_PIXELS = 1 << 24
+
 
 def block_seed(seed: int, stream: int, block: int) -> int:
     """Seed of random stream ``stream`` for analyse block ``block`` (independent of sharding)."""
@@ -144,17 +147,25 @@ def _load_many(source: ImageSource, positions: Sequence[int], opts: LoadOptions,
         for pos in positions:
             yield pos, _try_load(source, pos, opts)
         return
-    window = 4 * workers
+    # Images in flight: up to 4 per thread while they are small, fewer once large ones are
+    # seen, so that the prefetched pixels stay near PREFETCH_PIXELS.
+    window, largest = workers, 1
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dcq-load") as ex:
         pending: deque[tuple[int, Future[np.ndarray | InputImageError]]] = deque()
         it = iter(positions)
-        for pos in it:
-            pending.append((pos, ex.submit(_try_load, source, pos, opts)))
-            if len(pending) >= window:
-                break
-        while pending:
+        done = False
+        while True:
+            while not done and len(pending) < window:
+                nxt = next(it, None)
+                if nxt is None:
+                    done = True
+                else:
+                    pending.append((nxt, ex.submit(_try_load, source, nxt, opts)))
+            if not pending:
+                return
             pos, fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, ex.submit(_try_load, source, nxt, opts)))
-            yield pos, fut.result()
+            got = fut.result()
+            if isinstance(got, np.ndarray):
+                largest = max(largest, got.shape[0] * got.shape[1])
+                window = max(1, min(4 * workers, PREFETCH_PIXELS // largest))
+            yield pos, got

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dcqformat.encode.images import is_grey
 from dcqformat.encode.model import TaskModel, train_proxy
+from dcqformat.encode.resize import resize_aa
 from dcqformat.encode.stages.context import RunContext
 from dcqformat.errors import InputImageError
 
@@ -30,9 +30,8 @@ NO_MODEL: dict[str, Any] = {"kind": "none (not needed by these settings)"}
 
 def thumbnail(arr: np.ndarray, res: int) -> torch.Tensor:
     """uint8 ``[H, W, C]`` -> uint8 ``[C, res, res]`` (bilinear, antialiased, aspect squashed)."""
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
-    if x.shape[-2:] != (res, res):
-        x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]
+    x = resize_aa(x, (res, res), torch.Tensor.float) if x.shape[-2:] != (res, res) else x.float()
     return x[0].round().clamp(0, 255).to(torch.uint8)
 
 

@@ -26,13 +26,13 @@ from dcqformat.encode.model import TaskModel
 from dcqformat.encode.patchdrop import PatchDropper
 from dcqformat.encode.refine import refine_palettes_batched
 from dcqformat.encode.selection_stage import SelectionPlan
-from dcqformat.encode.stages.analyse import Analysis
+from dcqformat.encode.stages.analyse import BATCH_PIXELS, Analysis
 from dcqformat.encode.stages.context import RunContext
 from dcqformat.encode.stages.fit import PaletteTable, RefineStats, random_crop
 from dcqformat.errors import InputImageError
 from dcqformat.format.writer import DCQWriter
 
-__all__ = ["WriteStats", "write", "best_palettes", "psnr", "CHOICE_MAX_PIXELS"]
+__all__ = ["WriteStats", "write", "best_palettes", "psnr", "mse_uint8", "CHOICE_MAX_PIXELS"]
 
 CHOICE_MAX_PIXELS = 4096  # pixels per image (strided) that decide palette_choice="best"
 
@@ -53,6 +53,17 @@ class WriteStats:
     def file_bytes(self) -> int:
         """Size of the written file."""
         return self.path.stat().st_size
+
+
+def mse_uint8(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> float:
+    """Mean squared difference of two equal-shape uint8 arrays, exact (integer sums), in
+    chunks: at most ``8 * chunk`` bytes of temporaries however large the image."""
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    total = 0
+    for i in range(0, fa.size, chunk):
+        d = fa[i:i + chunk].astype(np.int64) - fb[i:i + chunk]
+        total += int(np.dot(d, d))
+    return total / max(1, fa.size)
 
 
 def psnr(mse: float) -> float:
@@ -102,7 +113,9 @@ def write(ctx: RunContext, dst: Path, analysis: Analysis, write_at: Sequence[int
                                           f"{ctx.source.where} changed during the conversion")
                 ctx.source.check_unchanged(pos)
                 img = to_channels(got, channels)
-                if pending and (img.shape != pending[0][2].shape or len(pending) >= o.batch_size):
+                full = len(pending) >= o.batch_size or \
+                    (len(pending) + 1) * img.shape[0] * img.shape[1] > BATCH_PIXELS
+                if pending and (img.shape != pending[0][2].shape or full):
                     batches.flush(pending)
                     bar.update(len(pending))
                     pending = []
@@ -168,7 +181,7 @@ class _Batches:
             extra: dict[str, Any] = {} if drop is None else {"keep_mask": drop[0], "theta": drop[1]}
             shown = idx if d is None or drop is None else d.filled_indices(idx, drop[0], k)
             decoded = self.pal[g][shown]
-            st.psnrs.append(psnr(float(np.mean((decoded.astype(np.float64) - img) ** 2))))
+            st.psnrs.append(psnr(mse_uint8(decoded, img)))
             st.raw_bytes += img.size
             size = src.size(pos)
             st.source_bytes += max(0, size)
