@@ -102,7 +102,8 @@ def open_source(path: Path) -> Source:
     try:
         if st.st_size == 0:
             raise NotADcqFileError(f"{where}: the file is empty (0 bytes), expected an HDF5 .dcq file")
-        head = os.pread(fd, 8, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        head = os.read(fd, 8)
         if head != HDF5_SIGNATURE:
             raise NotADcqFileError(
                 f"{where}: not an HDF5 file (first bytes {head!r}, expected the HDF5 signature "
