@@ -8,10 +8,13 @@ Datasets (from ``../shared/data``, never downloaded):
 - Fashion-MNIST: the first ``--fmnist`` training images (28×28 grey), read from the IDX files.
 
 Each is written, in a temporary folder, three ways: an ImageFolder of PNG files, an ImageFolder
-of JPEG q90 files, and a ``.dcq`` file at q = 2 (4 colours). The ``.dcq`` file is made by a
-simple stand-in quantizer, not by ``dcqformat convert``: one global palette from k-means in
-NumPy over a pixel sample, each pixel mapped to its nearest palette colour; decode speed does
-not depend on the palette's colours.
+of JPEG q90 files, and a ``.dcq`` file at q = 2 (4 colours). By default the ``.dcq`` file is made
+by a simple stand-in quantizer, not by ``dcqformat convert``: one global palette from k-means in
+NumPy over a pixel sample, each pixel mapped to its nearest palette colour, raw payload; decode
+speed does not depend on the palette's colours. ``--dcq NAME=FILE`` uses FILE instead (e.g. the
+file ``dcqformat convert`` writes by default, whose payload encoding ``auto`` picks), and adds
+the row ``.dcq batched, cache`` (``DCQDataset(cache_decoded=True)``: entropy decoding only in
+the first epoch; the warm-up epoch fills each persistent worker's cache).
 
 Every row is a ``torch.utils.data.DataLoader`` (batch 256, shuffled, the platform's default
 start method, persistent workers when ``num_workers > 0``) yielding uint8 C×H×W batches:
@@ -201,17 +204,20 @@ def run_cell(variants: dict[str, Callable[[], DataLoader]], seconds: float, roun
     return {name: statistics.median(v) for name, v in results.items()}
 
 
-ROWS = ["PNG folder", "JPEG folder", ".dcq single", ".dcq batched", ".dcq batched + collate"]
+ROWS = ["PNG folder", "JPEG folder", ".dcq single", ".dcq batched", ".dcq batched + collate",
+        ".dcq batched, cache"]
 
 
 def bench_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list[str], work: Path,
-                  workers: Sequence[int], batch: int, seconds: float, rounds: int) -> dict[int, dict[str, float]]:
-    """Write the three stores of one dataset and time every row at every worker count."""
+                  workers: Sequence[int], batch: int, seconds: float, rounds: int,
+                  given: Path | None = None) -> dict[int, dict[str, float]]:
+    """Write the three stores of one dataset (or use the ``given`` .dcq file) and time every
+    row at every worker count."""
     t0 = time.perf_counter()
     mode = "L" if images.ndim == 3 else "RGB"
     png = write_folder(work / f"{name}-png", images, labels, classes, "png")
     jpg = write_folder(work / f"{name}-jpg", images, labels, classes, "jpeg")
-    dcq = write_dcq(work / f"{name}.dcq", images, labels, classes)
+    dcq = given if given is not None else write_dcq(work / f"{name}.dcq", images, labels, classes)
     sizes = {"PNG folder": _du(png), "JPEG folder": _du(jpg), ".dcq": dcq.stat().st_size}
     print(f"[{name}] wrote {len(images)} images in {time.perf_counter() - t0:.1f} s; bytes: "
           + ", ".join(f"{k} {v:,}" for k, v in sizes.items()), file=sys.stderr)
@@ -231,6 +237,8 @@ def bench_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: li
             ".dcq batched": loader(ds),
             ".dcq batched + collate": loader(ds, DCQDataset.collate),
         }
+        if given is not None:
+            variants[".dcq batched, cache"] = loader(DCQDataset(dcq, cache_decoded=True))
         out[w] = run_cell(variants, seconds, rounds)
         print(f"[{name}] workers={w}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in out[w].items()),
               file=sys.stderr)
@@ -246,7 +254,7 @@ def table(title: str, results: dict[int, dict[str, float]]) -> str:
     workers = sorted(results)
     head = "| loader | " + " | ".join(f"workers={w}: img/s | ×JPEG" for w in workers) + " |"
     lines = [f"**{title}**", "", head, "|---" + "|---:|---:" * len(workers) + "|"]
-    for row in ROWS:
+    for row in [r for r in ROWS if r in results[workers[0]]]:
         cells = []
         for w in workers:
             v, ref = results[w][row], results[w]["JPEG folder"]
@@ -264,7 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=1.5, help="minimum seconds per timing round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--datasets", nargs="+", default=["emoji64", "fashion-mnist"])
+    ap.add_argument("--dcq", action="append", default=[], metavar="NAME=FILE",
+                    help="use this .dcq file for dataset NAME instead of the stand-in quantizer's")
     args = ap.parse_args(argv)
+    given = {k: Path(v) for k, v in (item.split("=", 1) for item in args.dcq)}
     torch.set_num_threads(1)
     results = {}
     with tempfile.TemporaryDirectory(prefix="dcq-loader-") as tmp:
@@ -276,13 +287,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data = load_fashion_mnist(SHARED_DATA / "fashion-mnist", args.fmnist)
             results[name] = (len(data[0]), data[0].shape[1:],
                              bench_dataset(name, *data, work, args.workers, args.batch, args.seconds,
-                                           args.rounds))
+                                           args.rounds, given.get(name)))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"DataLoader throughput, batch {args.batch}, median of {args.rounds} rounds of >= "
           f"{args.seconds} s. {os.cpu_count()} CPUs, load average {load:.1f} at the end, "
           f"Python {platform.python_version()}, torch {torch.__version__}, start method "
           f"{torch.multiprocessing.get_start_method()}.")
-    print(f".dcq files: q=2, raw payload, made by the stand-in quantizer ({QUANTIZER}).\n")
+    for name in results:
+        if name in given:
+            from dcqformat import DCQFile
+            with DCQFile(given[name]) as f:
+                print(f".dcq file for {name}: {given[name]} ({f.bits} bits, payload "
+                      f"{f.payload_encoding}, {f.metadata.file_size / len(f):.1f} B/image)")
+        else:
+            print(f".dcq file for {name}: q=2, raw payload, made by the stand-in quantizer ({QUANTIZER}).")
+    print()
     for name, (n, shape, res) in results.items():
         print(table(f"{name}: {n} images of {'×'.join(map(str, shape))}", res))
         print()

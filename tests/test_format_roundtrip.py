@@ -146,13 +146,15 @@ def _check_report(f: DCQFile, d: dict[str, Any], path: Path) -> None:
 def test_auto_picks_the_smaller_payload(d: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}
-        for enc in ("raw", "zstd"):
+        for enc in ("raw", "zstd", "ctx"):
             write(Path(tmp) / f"{enc}.dcq", d, enc)
             with DCQFile(Path(tmp) / f"{enc}.dcq") as f:
                 sizes[enc] = f.info()["payload_bytes"]
         w = write(Path(tmp) / "auto.dcq", d, "auto")
-        assert w.payload_sizes == sizes
-        smaller = "raw" if sizes["raw"] <= sizes["zstd"] else "zstd"  # raw on a tie
+        assert {k: w.payload_sizes[k] for k in ("raw", "zstd")} == {k: sizes[k] for k in ("raw", "zstd")}
+        assert w.payload_sizes["ctx"] > sizes["ctx"]  # the ctx cost adds its models' bytes
+        order = ("raw", "zstd", "ctx")  # ties: the simpler encoding
+        smaller = min(order, key=lambda e: (w.payload_sizes[e], order.index(e)))
         assert w.payload_encoding == smaller
         with DCQFile(Path(tmp) / "auto.dcq") as f:
             assert f.payload_encoding == smaller

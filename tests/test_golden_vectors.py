@@ -68,8 +68,10 @@ def test_readme_lists_every_vector() -> None:
 
 
 def test_folder_stays_small() -> None:
-    # 188 KB for version 1.0's 64 vectors, 260 KB with the 17 patch-mask (1.1) ones
-    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 300_000
+    # 188 KB for version 1.0's 64 vectors, 260 KB with the 17 patch-mask (1.1) ones, 418 KB
+    # with the 9 link/classes/layout ones and the 24 ctx (1.2) ones (each valid file is
+    # ~12 KiB of HDF5, mostly padding)
+    assert sum(p.stat().st_size for p in VECTORS.rglob("*") if p.is_file()) < 450_000
 
 
 def test_patch_mask_vectors_exist() -> None:
@@ -83,6 +85,25 @@ def test_patch_mask_vectors_exist() -> None:
     with DCQFile(VECTORS / "valid" / "q2_grey_raw_masks_ignored.dcq") as f:
         assert f.patch_size is None
     assert len([n for n in INVALID if n.startswith("masks_")]) >= 14
+
+
+def test_ctx_vectors_exist() -> None:
+    """Version 1.2 (§14) is covered: q = 1, 2, 4, 8, grey and RGB, mixed sizes, patch masks,
+    per-cluster models, the worked example, and hostile streams and models."""
+    ctx = {n for n in VALID if "_ctx" in n}
+    seen = set()
+    for name in ctx:
+        with DCQFile(VECTORS / "valid" / f"{name}.dcq") as f:
+            assert f.version == (1, 2) and f.payload_encoding == "ctx"
+            seen.add((f.bits, f.channels, f.patch_size is not None, f.metadata.ctx.kind))
+    assert {b for b, *_ in seen} >= {1, 2, 4, 8} and {c for _, c, *_ in seen} == {1, 3}
+    assert any(m for *_, m, _ in seen) and any(k == "cluster" for *_, k in seen)
+    with DCQFile(VECTORS / "valid" / "q1_grey_ctx_worked_example.dcq") as f:  # spec §14.6
+        assert f.packed(0).tobytes() == bytes([0b100])  # indices 0 0 1
+        assert f.metadata.ctx.model.rows.tolist() == [1023]
+    invalid = {n for n in INVALID if n.startswith("ctx_")}
+    assert {"ctx_stream_truncated", "ctx_stream_trailing_byte", "ctx_zero_freq_for_used_symbol",
+            "ctx_freq_sum_overflow"} <= invalid and len(invalid) >= 15
 
 
 def test_invalid_records_are_well_formed() -> None:

@@ -32,7 +32,7 @@ import zstandard
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZSTD_MAGIC = 0xFD2FB528
 KNOWN_MAJOR = 1
-KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask"})  # §9; §13 (version 1.1)
+KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask", "ctx-payload"})  # §9; §13 (1.1); §14 (1.2)
 MAX_PATCH = 65536
 SAMPLE_DTYPES = {  # §4
     "height": "<u4", "width": "<u4", "label": "<u4", "cluster": "<u4",
@@ -270,7 +270,7 @@ class IndependentReader:
         c = self._int_attr(h5, "num_clusters", 1, 2**32)
         num_classes = self._int_attr(h5, "num_classes", 1, 2**32)
         self.encoding = self._str_attr(h5, "payload_encoding")
-        if self.encoding not in ("raw", "zstd"):
+        if self.encoding not in ("raw", "zstd", "ctx"):
             raise self._err("StructureError", "open", f"payload_encoding {self.encoding!r}")
         if n > file_size:  # guard allocations: a sample needs at least one stored byte
             raise self._err("StructureError", "open", f"num_samples {n} > file size")
@@ -321,6 +321,114 @@ class IndependentReader:
         if "patch-mask" in features:  # §13 (otherwise /masks, if any, is ignored: §9)
             self._read_masks(h5)
         self._check_samples(num_classes, c)
+        self.ctx: dict[str, Any] | None = None
+        if ("ctx-payload" in features) != (self.encoding == "ctx"):  # §14
+            raise self._err("StructureError", "open", "payload_encoding ctx and feature ctx-payload disagree")
+        if self.encoding == "ctx":
+            self._read_ctx(h5, c)
+
+    # -- §14: ctx payload ----------------------------------------------------------------
+    def _read_ctx(self, h5: h5py.File, num_clusters: int) -> None:
+        group = h5.get("ctx")
+        if not isinstance(group, h5py.Group):
+            raise self._err("StructureError", "open", "payload_encoding ctx but no /ctx group")
+        attrs = {}
+        for name in ("models", "context"):
+            value = group.attrs.get(name)
+            attrs[name] = value.decode() if isinstance(value, bytes) else value
+        if attrs["models"] not in ("file", "cluster") or attrs["context"] != "neighbours-10":
+            raise self._err("StructureError", "open", f"/ctx attributes {attrs}")
+        bits = np.asarray(group.attrs.get("prob_bits", -1))
+        if bits.shape != () or bits.dtype.kind not in "iu" or int(bits) != 12:
+            raise self._err("StructureError", "open", "/ctx prob_bits is not 12")
+        m = 1 if attrs["models"] == "file" else num_clusters
+        if 1024 * m > 1 << 22:
+            raise self._err("StructureError", "open", f"{m} models are too many")
+        declared = self._dataset(h5, "ctx/rows", "<u4", None).shape
+        if declared[0] > 1024 * m or declared[0] * self.palette_size > 1 << 24:  # before reading
+            raise self._err("StructureError", "open", f"/ctx/rows declares {declared[0]} rows")
+        rows = [int(v) for v in self._checked(h5, "ctx/rows", "<u4", None)]
+        if any(b <= a for a, b in zip(rows, rows[1:], strict=False)) or (rows and rows[-1] >= 1024 * m):
+            raise self._err("StructureError", "open", "/ctx/rows not increasing or out of range")
+        k = self.palette_size
+        freq = self._checked(h5, "ctx/freq", "<u2", (len(rows) * k,))
+        table = [[int(v) for v in freq[r * k:(r + 1) * k]] for r in range(len(rows))]
+        for r, f in enumerate(table):
+            if sum(f) != 4096:  # Python ints: no wrap-around
+                raise self._err("StructureError", "open", f"/ctx row {r} sums to {sum(f)}")
+        for i in range(self.n):
+            if self.samples["length"][i] < 4:
+                raise self._err("StructureError", "open", f"sample {i}: ctx stream under 4 bytes")
+        self.ctx = {"per_cluster": attrs["models"] == "cluster",
+                    "row": dict(zip(rows, table, strict=True))}
+
+    def _rects(self, i: int) -> list[tuple[int, int]]:
+        """§14.1: the whole image, or the kept patches of §13 in increasing g."""
+        if self.masks is None:
+            return [(self.samples["height"][i], self.samples["width"][i])]
+        return [(r.stop - r.start, c.stop - c.start) for kept, r, c in self._patches(i) if kept]
+
+    @staticmethod
+    def _neighbours(m: list[int], w: int, y: int, x: int) -> tuple[int, ...]:
+        """§14.2: W, N, NW, NE, NN, WW, NNE, NWW of (y, x) in a rectangle of width w."""
+        def at(yy: int, xc: int) -> int:
+            return m[yy * w + xc]
+        W = at(y, x - 1) if x > 0 else (at(y - 1, x) if y > 0 else 0)
+        N = at(y - 1, x) if y > 0 else W
+        NW = at(y - 1, x - 1) if y > 0 and x > 0 else N
+        NE = at(y - 1, x + 1) if y > 0 and x + 1 < w else N
+        NN = at(y - 2, x) if y > 1 else N
+        WW = at(y, x - 2) if x > 1 else W
+        NNE = at(y - 2, x + 1) if y > 1 and x + 1 < w else NE
+        NWW = at(y - 1, x - 2) if y > 0 and x > 1 else NW
+        return W, N, NW, NE, NN, WW, NNE, NWW
+
+    def _ctx_indices(self, i: int, stored: bytes, stage: str) -> np.ndarray:
+        """§14.2-§14.4: decode sample i's stream, pixel by pixel."""
+        assert self.ctx is not None
+        model = self.samples["cluster"][i] if self.ctx["per_cluster"] else 0
+
+        def fail(why: str) -> SpecError:
+            return self._err("PayloadError", stage, f"sample {i}: ctx stream: {why}")
+        if len(stored) < 4:
+            raise fail("shorter than 4 bytes")
+        x = int.from_bytes(stored[:4], "little")
+        if not 1 << 23 <= x < 1 << 31:
+            raise fail("first state out of range")
+        pos, out = 4, []
+        for h, w in self._rects(i):
+            m: list[int] = []
+            for y in range(h):
+                for xx in range(w):
+                    W, N, NW, NE, NN, WW, NNE, NWW = self._neighbours(m, w, y, xx)
+                    c = sum(int(e) << b for b, e in enumerate(
+                        (N == W, NW == W, NW == N, NE == W, NE == N, NE == NW, NN == N, WW == W,
+                         NNE == NE, NWW == NW)))
+                    f = self.ctx["row"].get(1024 * model + c)
+                    if f is None:
+                        raise fail(f"context {c} of model {model} has no row")
+                    slot, s, cum = x % 4096, 0, 0
+                    while not cum <= slot < cum + f[s]:
+                        cum += f[s]
+                        s += 1
+                    x = f[s] * (x // 4096) + slot - cum
+                    while x < 1 << 23:
+                        if pos == len(stored):
+                            raise fail("truncated")
+                        x, pos = x * 256 + stored[pos], pos + 1
+                    d: list[int] = []
+                    for v in (W, N, NW, NE):
+                        if v not in d:
+                            d.append(v)
+                    if s < len(d):
+                        m.append(d[s])
+                    else:
+                        outside = [v for v in range(self.palette_size + len(d)) if v not in d]
+                        m.append(outside[s - len(d)])
+            out.extend(m)
+        if x != 1 << 23 or pos != len(stored):
+            raise fail("does not end in state 2**23 exactly at its last byte")
+        return np.array(out, dtype=np.int64)
 
     # -- §13: patch masks ----------------------------------------------------------------
     def _read_masks(self, h5: h5py.File) -> None:
@@ -409,6 +517,10 @@ class IndependentReader:
         need = (self.stored_pixels(i) * self.bits + 7) // 8
         if self.encoding == "raw":
             return stored
+        if self.encoding == "ctx":  # §14: re-pack the decoded indices as §5 describes
+            idx = self._ctx_indices(i, stored, stage)
+            bits = ((idx[:, None] >> np.arange(self.bits)) & 1).astype(np.uint8).reshape(-1)
+            return np.packbits(bits, bitorder="little").tobytes()
         try:
             declared = zstd_declared_size(stored)
         except ValueError as exc:

@@ -134,6 +134,94 @@ def pack_keep(keeps: list[np.ndarray]) -> bytes:
     return b"".join(np.packbits(k.ravel().astype(np.uint8), bitorder="little").tobytes() for k in keeps)
 
 
+# --- §14 ctx streams, from the spec text ---------------------------------------------------
+def ctx_neighbours(m: list[int], base: int, w: int, y: int, x: int) -> tuple[int, ...]:
+    """§14.2: (W, N, NW, NE, NN, WW, NNE, NWW) of pixel (y, x) of the rectangle at m[base:]."""
+    def at(yy: int, xx: int) -> int:
+        return m[base + yy * w + xx]
+    W = at(y, x - 1) if x > 0 else (at(y - 1, x) if y > 0 else 0)
+    N = at(y - 1, x) if y > 0 else W
+    NW = at(y - 1, x - 1) if y > 0 and x > 0 else N
+    NE = at(y - 1, x + 1) if y > 0 and x + 1 < w else N
+    NN = at(y - 2, x) if y > 1 else N
+    WW = at(y, x - 2) if x > 1 else W
+    NNE = at(y - 2, x + 1) if y > 1 and x + 1 < w else NE
+    NWW = at(y - 1, x - 2) if y > 0 and x > 1 else NW
+    return W, N, NW, NE, NN, WW, NNE, NWW
+
+
+def ctx_context(nb: tuple[int, ...]) -> int:
+    W, N, NW, NE, NN, WW, NNE, NWW = nb
+    eq = (N == W, NW == W, NW == N, NE == W, NE == N, NE == NW, NN == N, WW == W, NNE == NE, NWW == NW)
+    return sum(int(e) << b for b, e in enumerate(eq))
+
+
+def ctx_distinct(nb: tuple[int, ...]) -> list[int]:
+    d: list[int] = []
+    for v in nb[:4]:
+        if v not in d:
+            d.append(v)
+    return d
+
+
+def ctx_pairs(values: list[int], rects: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """§14.2-§14.3: the (context, rank symbol) pairs a sample's pixels use."""
+    pairs, base = set(), 0
+    for h, w in rects:
+        for y in range(h):
+            for x in range(w):
+                nb = ctx_neighbours(values, base, w, y, x)
+                v, d = values[base + y * w + x], ctx_distinct(nb)
+                s = d.index(v) if v in d else len(d) + v - sum(u < v for u in d)
+                pairs.add((ctx_context(nb), s))
+        base += h * w
+    return pairs
+
+
+def ctx_decode(stream: bytes, rects: list[tuple[int, int]], rows: dict[int, list[int]],
+               model: int, k: int) -> list[int] | None:
+    """§14.4: the indices of one stream, or None where the spec refuses it."""
+    if len(stream) < 4:
+        return None
+    x, pos, out, base = int.from_bytes(stream[:4], "little"), 4, [], 0
+    if not 1 << 23 <= x < 1 << 31:
+        return None
+    for h, w in rects:
+        for y in range(h):
+            for xx in range(w):
+                nb = ctx_neighbours(out, base, w, y, xx)
+                f = rows.get(1024 * model + ctx_context(nb))
+                if f is None:
+                    return None
+                slot, s, cum = x % 4096, 0, 0
+                while not cum <= slot < cum + f[s]:
+                    cum, s = cum + f[s], s + 1
+                x = f[s] * (x // 4096) + slot - cum
+                while x < 1 << 23:
+                    if pos == len(stream):
+                        return None
+                    x, pos = x * 256 + stream[pos], pos + 1
+                d = ctx_distinct(nb)
+                out.append(d[s] if s < len(d) else [v for v in range(k + 4) if v not in d][s - len(d)])
+        base += h * w
+    return out if x == 1 << 23 and pos == len(stream) else None
+
+
+def ctx_rows(h5: h5py.File) -> dict[int, list[int]]:
+    """§14.1: row key -> K frequencies."""
+    keys = [int(v) for v in h5["ctx/rows"][()]]
+    k = int(h5.attrs["palette_size"])
+    freq = h5["ctx/freq"][()]
+    return {key: [int(v) for v in freq[r * k:(r + 1) * k]] for r, key in enumerate(keys)}
+
+
+def _ctx_worked_example(h5: h5py.File) -> None:
+    """§14.6: row 1023 = (2048, 2048) and the stream 00 20 00 04 for the 1x3 map 0 0 1."""
+    replace_dataset(h5, "ctx/rows", np.array([1023], dtype="<u4"))
+    replace_dataset(h5, "ctx/freq", np.array([2048, 2048], dtype="<u2"))
+    set_stored(h5, [bytes([0x00, 0x20, 0x00, 0x04])])
+
+
 # ---------------------------------------------------------------------------------------
 # Valid vectors
 # ---------------------------------------------------------------------------------------
@@ -154,6 +242,8 @@ class ValidSpec:
     post: Callable[[h5py.File], None] | None = None  # an h5py edit after writing
     patch_size: int | None = None  # §13: written with patch masks (version 1.1)
     keeps: Callable[[np.random.Generator, int, int, int], np.ndarray] | None = None  # (rng, i, gh, gw)
+    flat: tuple[int, ...] = ()  # samples of one colour (index K-1)
+    writer_kw: dict[str, Any] = field(default_factory=dict)  # more DCQWriter keywords
 
 
 def _future_minor(h5: h5py.File) -> None:
@@ -225,6 +315,26 @@ VALID: list[ValidSpec] = [
               "a 1.0 file holding a nonsense /masks group (patch_size 0, no fill) that "
               "must_understand does not list: a reader ignores it (§9, §13)",
               post=_ignored_masks),
+    # --- version 1.2: §14 ctx payload (added with --append) --------------------------------
+    ValidSpec("q1_grey_ctx", 1, 1, 2, 2, ["a", "b"],
+              [(1, 1), (3, 5), (8, 8), (1, 300), (40, 1), (12, 12), (16, 16)], "ctx",
+              "v1.2 ctx payload, q=1 grey, K=2: 1x1, a 1x300 row, a 40x1 column, a ramp and a "
+              "sample of one colour (sample 6)", smooth=(5,), flat=(6,)),
+    ValidSpec("q2_rgb_ctx_masks_p4", 2, 3, 4, 2, ["a", "b"],
+              [(5, 6), (9, 7), (1, 1), (4, 4), (8, 8), (13, 3), (20, 20)], "ctx",
+              "v1.2 ctx with v1.1 patch masks, P=4, q=2 RGB: kept patches coded as separate "
+              "rectangles; sample 3 drops every patch (the 4-byte stream 00 00 80 00); sample 4 "
+              "keeps every patch", smooth=(6,), patch_size=4, keeps=_keeps_p4),
+    ValidSpec("q4_rgb_ctx_k11_cluster_models", 4, 3, 11, 3, ["a", "b", "c"],
+              [(7, 9), (1, 1), (16, 16), (1, 100), (10, 3), (24, 24)], "ctx",
+              "v1.2 ctx, q=4 RGB, K=11 < 16, one model per cluster (models = cluster, 3 models)",
+              smooth=(2, 5), writer_kw={"ctx_models": "cluster"}),
+    ValidSpec("q8_grey_ctx", 8, 1, 256, 2, ["x", "y"], [(1, 300), (1, 1), (16, 16), (9, 13)],
+              "ctx", "v1.2 ctx, q=8 grey, K=256: rank symbols up to 255 (random 9x13 sample)",
+              smooth=(2,)),
+    ValidSpec("q1_grey_ctx_worked_example", 1, 1, 2, 1, ["a"], [(1, 3)], "ctx",
+              "v1.2 ctx: spec §14.6's worked example, the 1x3 map 0 0 1 as the stream 00 20 00 04 "
+              "under row 1023 = (2048, 2048)", post=_ctx_worked_example),
 ]
 
 
@@ -248,13 +358,17 @@ def write_valid(spec: ValidSpec, folder: Path) -> dict[str, Any]:
     maps = [_indices(rng, h, w, spec.palette_size, i in spec.smooth) for i, (h, w) in enumerate(spec.sizes)]
     for m in maps[:1]:  # make sure the largest index K-1 occurs somewhere
         m.flat[-1] = spec.palette_size - 1
+    for i in spec.flat:
+        maps[i][...] = spec.palette_size - 1
+    if spec.post is _ctx_worked_example:
+        maps = [np.array([[0, 0, 1]], dtype=np.uint8)]
     p = spec.patch_size
     keeps = None if p is None or spec.keeps is None else [
         spec.keeps(rng, i, *grid(h, w, p)) for i, (h, w) in enumerate(spec.sizes)]
     path = folder / f"{spec.name}.dcq"
     with DCQWriter(path, bits=spec.bits, channels=spec.channels, classes=spec.classes,
                    palette_size=spec.palette_size, payload_encoding=spec.encoding,
-                   patch_size=p) as w:
+                   patch_size=p, **spec.writer_kw) as w:
         w.set_palettes(palettes)
         w.set_provenance({"purpose": "dcq v1 golden vector", "vector": spec.name, "seed": SEED})
         for i, m in enumerate(maps):
@@ -302,7 +416,7 @@ def _check_writer_bytes(path: Path, spec: ValidSpec, maps: list[np.ndarray],
         assert h5.attrs["payload_encoding"] == spec.encoding
         if keeps is not None and spec.patch_size is not None:
             p = spec.patch_size
-            assert list(np.asarray(h5.attrs["dcq_version"])) == [1, 1]
+            assert list(np.asarray(h5.attrs["dcq_version"])) == [1, 2 if spec.encoding == "ctx" else 1]
             assert "patch-mask" in [str(f) if not isinstance(f, bytes) else f.decode()
                                     for f in np.asarray(h5.attrs["must_understand"]).ravel()]
             assert int(h5["masks"].attrs["patch_size"]) == p
@@ -312,12 +426,23 @@ def _check_writer_bytes(path: Path, spec: ValidSpec, maps: list[np.ndarray],
                      for f in reference_fills(m, p, k, spec.palette_size)]
             if h5["masks/fill"][()].tolist() != fills:
                 raise SystemExit(f"{path}: /masks/fill differs from the reference fills")
+        rows = ctx_rows(h5) if spec.encoding == "ctx" else {}
+        per_cluster = spec.encoding == "ctx" and h5["ctx"].attrs["models"] == "cluster"
+        clusters = h5["samples/cluster"][()]
     for i, m in enumerate(maps):
         stored = payload[int(off[i]):int(off[i]) + int(ln[i])]
         if spec.encoding == "zstd":
             stored = zstandard.ZstdDecompressor().decompress(stored)
         kept = m if keeps is None or spec.patch_size is None else \
             m.ravel()[kept_pixel_order(*m.shape, spec.patch_size, keeps[i])]
+        if spec.encoding == "ctx":  # §14: decode the stream from the spec text
+            rects = [m.shape] if keeps is None or spec.patch_size is None else [
+                (r.stop - r.start, c.stop - c.start)
+                for kp, r, c in patches(*m.shape, spec.patch_size, keeps[i]) if kp]
+            got = ctx_decode(stored, rects, rows, int(clusters[i]) if per_cluster else 0, spec.palette_size)
+            if got is None or got != [int(v) for v in np.ravel(kept)]:
+                raise SystemExit(f"{path}: sample {i}: the writer's ctx stream does not decode (§14)")
+            continue
         if stored != pack_numpy(kept, spec.bits):
             raise SystemExit(f"{path}: sample {i}: the writer's packed bytes differ from §5/§13")
 
@@ -727,6 +852,118 @@ def _classes_vlen_length(data: bytearray, base_path: Path) -> None:
     struct.pack_into("<I", data, at, 1 << 20)
 
 
+def _ctx_stream(i: int, fn: Callable[[bytes], bytes]) -> Callable[[h5py.File], None]:
+    """Replace sample i's stored ctx stream by ``fn(stream)``, every checksum correct."""
+    def edit(h5: h5py.File) -> None:
+        stored = stored_samples(h5)
+        stored[i] = fn(stored[i])
+        set_stored(h5, stored)
+    return edit
+
+
+def base_maps() -> list[np.ndarray]:
+    """The index maps write_base draws (after its palettes)."""
+    rng = rng_for("base")
+    rng.integers(0, 256, size=(2, 5, 3), dtype=np.uint8)
+    return [rng.integers(0, 5, size=s, dtype=np.uint8) for s in BASE_SIZES]
+
+
+def _ctx_sample_only_pairs(h5: h5py.File, i: int) -> list[tuple[int, int]]:
+    """(context, symbol) pairs that sample i of the ctx base uses and no other sample does."""
+    maps = base_maps()
+    pairs = [ctx_pairs([int(v) for v in m.ravel()], [m.shape]) for m in maps]
+    others = set().union(*(p for j, p in enumerate(pairs) if j != i))
+    return sorted(pairs[i] - others)
+
+
+def _ctx_zero_freq_for_used_symbol(h5: h5py.File) -> None:
+    """A model row gives frequency 0 to a symbol that sample 2 (only) codes in that context;
+    its mass moves to another symbol of the row, so the row still sums to 4096."""
+    rows = ctx_rows(h5)
+    keys = list(rows)
+    freq = h5["ctx/freq"][()].astype(np.int64)
+    for c, s in _ctx_sample_only_pairs(h5, 2):
+        r = keys.index(c)
+        row = freq[r * 5:(r + 1) * 5]
+        if row[s] and (row > 0).sum() > 1:
+            other = int(np.argmax(np.where(np.arange(5) == s, -1, row)))
+            row[other] += row[s]
+            row[s] = 0
+            replace_dataset(h5, "ctx/freq", freq.astype("<u2"))
+            return
+    raise SystemExit("no row to edit")  # pragma: no cover
+
+
+def _ctx_drop_row_of_sample_2(h5: h5py.File) -> None:
+    """Delete a row only sample 2 uses (its frequencies with it)."""
+    keys = list(ctx_rows(h5))
+    maps = base_maps()
+    ctx_of = [{c for c, _ in ctx_pairs([int(v) for v in m.ravel()], [m.shape])} for m in maps]
+    only2 = sorted(ctx_of[2] - ctx_of[0] - ctx_of[1])
+    r = keys.index(only2[0])
+    freq = h5["ctx/freq"][()]
+    replace_dataset(h5, "ctx/rows", np.delete(h5["ctx/rows"][()], r))
+    replace_dataset(h5, "ctx/freq", np.delete(freq, np.arange(r * 5, r * 5 + 5)))
+
+
+def _ctx_row_values(r: int, values: list[int]) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        freq = h5["ctx/freq"][()]
+        freq[r * 5:(r + 1) * 5] = values
+        replace_dataset(h5, "ctx/freq", freq.astype("<u2"))
+    return edit
+
+
+def _move_one_count(freq: np.ndarray) -> None:
+    """Move one unit of frequency between two non-zero entries of the first such row (K=5)."""
+    for r in range(freq.size // 5):
+        nz = np.flatnonzero(freq[r * 5:(r + 1) * 5] > 1)
+        if nz.size >= 2:
+            freq[r * 5 + nz[0]] -= 1
+            freq[r * 5 + nz[1]] += 1
+            return
+    raise SystemExit("no row with two entries")  # pragma: no cover
+
+
+def _ctx_last_key_past_models(h5: h5py.File) -> None:
+    models = h5["ctx"].attrs["models"]
+    m = int(h5.attrs["num_clusters"]) if models == "cluster" else 1
+    _set_at("ctx/rows", -1, 1024 * m)(h5)
+
+
+def _ctx_swap_rows(h5: h5py.File) -> None:
+    rows = h5["ctx/rows"][()]
+    rows[[0, 1]] = rows[[1, 0]]
+    replace_dataset(h5, "ctx/rows", rows)
+
+
+def _ctx_attr(name: str, value: Any) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        h5["ctx"].attrs[name] = value
+    return edit
+
+
+def _must_understand(features: list[str]) -> Callable[[h5py.File], None]:
+    def edit(h5: h5py.File) -> None:
+        h5.attrs.create("must_understand", np.array(features, dtype=object), dtype=STR)
+    return edit
+
+
+def _ctx_flip_bit_ending_wrong(h5: h5py.File) -> None:
+    """Flip the first bit of sample 2's stream after its state bytes that makes the stream end in
+    another state (checksums fixed): only the coder's end check finds it."""
+    stored = stored_samples(h5)
+    rows, s2 = ctx_rows(h5), stored[2]
+    for bit in range(32, 8 * len(s2)):
+        trial = bytearray(s2)
+        trial[bit // 8] ^= 1 << (bit % 8)
+        if ctx_decode(bytes(trial), [BASE_SIZES[2]], rows, 0, 5) is None:
+            stored[2] = bytes(trial)
+            set_stored(h5, stored)
+            return
+    raise SystemExit("no bit found")  # pragma: no cover
+
+
 SAMPLE_FIELDS = ["height", "width", "label", "cluster", "offset", "length", "crc32"]
 STR = h5py.string_dtype("utf-8")
 
@@ -944,6 +1181,60 @@ INVALID: list[InvalidSpec] = [
                 h5_edit("raw", _payload_compact)),
     InvalidSpec("palettes_chunked", "StructureError", "open",
                 "/palettes is chunked (MUST be contiguous)", h5_edit("raw", _palettes_chunked)),
+    # --- §14 ctx payload (version 1.2; added with --append). Base: the raw base's maps (q=3
+    #     RGB, K=5, 2 palettes, 3 samples 2x3, 1x1, 4x5) written with payload_encoding ctx -----
+    InvalidSpec("ctx_stream_truncated", "PayloadError", "read",
+                "sample 2's ctx stream without its last byte; every CRC correct",
+                h5_edit("ctx", _ctx_stream(2, lambda b: b[:-1])), sample=2),
+    InvalidSpec("ctx_stream_trailing_byte", "PayloadError", "read",
+                "sample 2's ctx stream followed by one garbage byte 0x5A; every CRC correct",
+                h5_edit("ctx", _ctx_stream(2, lambda b: b + b"\x5a")), sample=2),
+    InvalidSpec("ctx_stream_3_bytes", "StructureError", "open",
+                "sample 1's stored bytes cut to 3 (a ctx stream holds at least the 4 state bytes)",
+                h5_edit("ctx", _ctx_stream(1, lambda b: b[:3]))),
+    InvalidSpec("ctx_start_state_low", "PayloadError", "read",
+                "sample 1's first state is 2**23 - 1 (below the state interval)",
+                h5_edit("ctx", _ctx_stream(1, lambda b: (2**23 - 1).to_bytes(4, "little") + b[4:])),
+                sample=1),
+    InvalidSpec("ctx_stream_bit_flip", "PayloadError", "read",
+                "one bit of sample 2's stream flipped so that it ends in another state; every "
+                "CRC correct", h5_edit("ctx", _ctx_flip_bit_ending_wrong), sample=2),
+    InvalidSpec("ctx_zero_freq_for_used_symbol", "PayloadError", "read",
+                "a model row gives frequency 0 to a symbol only sample 2 codes in that context "
+                "(the row still sums to 4096, its crc32 matches)",
+                h5_edit("ctx", _ctx_zero_freq_for_used_symbol), sample=2),
+    InvalidSpec("ctx_row_missing", "PayloadError", "read",
+                "the model row of a context only sample 2 uses is deleted (rows and freq both)",
+                h5_edit("ctx", _ctx_drop_row_of_sample_2), sample=2),
+    InvalidSpec("ctx_freq_sum_overflow", "StructureError", "open",
+                "row 0's frequencies are 4096, 61440, 0, 0, 0: they sum to 65536 (0 in 16-bit "
+                "arithmetic)", h5_edit("ctx", _ctx_row_values(0, [4096, 61440, 0, 0, 0]))),
+    InvalidSpec("ctx_freq_sum_4095", "StructureError", "open",
+                "row 0's frequencies sum to 4095", h5_edit("ctx", _ctx_row_values(0, [4095, 0, 0, 0, 0]))),
+    InvalidSpec("ctx_rows_not_increasing", "StructureError", "open",
+                "/ctx/rows[0] and [1] swapped", h5_edit("ctx", _ctx_swap_rows)),
+    InvalidSpec("ctx_row_key_out_of_range", "StructureError", "open",
+                "the last /ctx/rows entry is 2048 = 1024 * M (models = cluster, M = C = 2)",
+                h5_edit("ctx", _ctx_last_key_past_models)),
+    InvalidSpec("ctx_freq_one_short", "StructureError", "open",
+                "/ctx/freq holds R*K - 1 values", h5_edit("ctx", _shorten("ctx/freq"))),
+    InvalidSpec("ctx_prob_bits_16", "StructureError", "open", "/ctx prob_bits = 16",
+                h5_edit("ctx", _ctx_attr("prob_bits", np.uint8(16)))),
+    InvalidSpec("ctx_models_unknown", "StructureError", "open", "/ctx models = 'sample'",
+                h5_edit("ctx", _ctx_attr("models", "sample"))),
+    InvalidSpec("ctx_context_unknown", "StructureError", "open",
+                "/ctx context = 'neighbours-12'", h5_edit("ctx", _ctx_attr("context", "neighbours-12"))),
+    InvalidSpec("ctx_group_missing", "StructureError", "open",
+                "payload_encoding ctx but no /ctx group", h5_edit("ctx", _drop("ctx"))),
+    InvalidSpec("ctx_feature_not_listed", "StructureError", "open",
+                "payload_encoding ctx but must_understand is empty",
+                h5_edit("ctx", _must_understand([]))),
+    InvalidSpec("ctx_feature_on_raw_file", "StructureError", "open",
+                "a raw file whose must_understand lists ctx-payload",
+                h5_edit("raw", _must_understand(["ctx-payload"]))),
+    InvalidSpec("ctx_stale_crc_freq", "ChecksumMismatchError", "open",
+                "one /ctx/freq value changed (row sums kept); its crc32 attribute left stale",
+                h5_edit("ctx", _stale("ctx/freq", _move_one_count))),
 ]
 
 
@@ -1017,6 +1308,8 @@ def generate(out: Path, *, append: bool) -> list[str]:
         bases["masked_raw"], bases["masked_zstd"] = tmp / "base_masked_raw.dcq", tmp / "base_masked_zstd.dcq"
         write_base_masked(bases["masked_raw"], "raw")
         write_base_masked(bases["masked_zstd"], "zstd")
+        bases["ctx"] = tmp / "base_ctx.dcq"
+        write_base(bases["ctx"], "ctx")
         for spec in INVALID:
             if append and (out / "invalid" / f"{spec.name}.dcq.gz").exists():
                 continue

@@ -81,6 +81,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if model != "proxy":
         model = load_model(args.model, shallow=args.shallow_layer, last=args.last_layer,
                            input_size=args.model_input_size)
+    if args.budget is not None or args.plan_only:
+        return _convert_budget(args, model)
     summary = _convert_runner(args)(args.src, args.dst, model=model, **options_from_args(args))
     if summary is None:  # torchrun rank > 0: rank 0 reports the merged file
         return 0
@@ -88,6 +90,27 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2, sort_keys=True, default=str))
     else:
         print(summary.format())
+    return 0
+
+
+def _convert_budget(args: argparse.Namespace, model: Any) -> int:
+    """``--budget SIZE`` [``--plan-only``]: plan, print the table, convert with the best plan."""
+    from dcqformat.encode.planner.choose import PlanSettings
+    from dcqformat.encode.planner.run import convert_within_budget
+
+    if args.budget is None:
+        raise InvalidArgumentError("--plan-only needs --budget SIZE")
+    if args.fit_only or args.state or args.shard or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InvalidArgumentError("--budget plans one conversion; it does not combine with "
+                                   "--fit-only, --state, --shard or torchrun")
+    opts = options_from_args(args)
+    settings = PlanSettings(sample=args.plan_sample, evaluate=args.plan_evaluate)
+    res = convert_within_budget(args.src, args.dst, args.budget, plan_only=args.plan_only,
+                                settings=settings, model=model, **opts)
+    print(res.report.table())
+    if res.summary is not None:
+        print()
+        print(res.summary.format())
     return 0
 
 
@@ -161,6 +184,16 @@ def register(subparsers: Any) -> None:
                    "listing positions, round robin) to DST; join shards with 'dcqformat merge'")
     p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="S",
                    help="torchrun: seconds a rank waits for the others before the job fails (default 1800)")
+    p.add_argument("--budget", default=None, metavar="SIZE",
+                   help="choose palettes, bits, scale and image share to train best within SIZE "
+                   "bytes (400000, 400KB, 1.5GB in powers of 1000, 400KiB in powers of 1024; "
+                   "the whole file counts; docs/budget.md)")
+    p.add_argument("--plan-only", action="store_true",
+                   help="with --budget: print the plans, their bytes and estimates; write nothing")
+    p.add_argument("--plan-sample", type=int, default=400, metavar="N",
+                   help="with --budget: images the plans are measured and estimated on (default 400)")
+    p.add_argument("--plan-evaluate", type=int, default=12, metavar="K",
+                   help="with --budget: plans that get the training-value estimate (default 12)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_convert)
 

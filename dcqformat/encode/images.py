@@ -54,6 +54,7 @@ __all__ = [
     "load_image",
     "pil_to_image",
     "array_to_image",
+    "scale_image",
     "is_grey",
     "to_channels",
     "parse_background",
@@ -166,6 +167,18 @@ def _to_array_in_strips(im: Image.Image, bg: tuple[int, int, int]) -> np.ndarray
     for y in range(rows, h, rows):
         out[y:y + rows] = _to_array(im.crop((0, y, w, min(y + rows, h))), bg)
     return out
+
+
+def scale_image(arr: np.ndarray, scale: float) -> np.ndarray:
+    """``arr`` resized to ``scale`` times its sides (rounded, at least 1 px; Lanczos, as
+    ``max_side``); the array itself when ``scale`` is 1."""
+    if scale == 1.0:
+        return arr
+    h, w = arr.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    src = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+    out = np.array(src.resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)  # writable
+    return out[..., None] if out.ndim == 2 else out
 
 
 def _resize(arr: np.ndarray, max_side: int) -> np.ndarray:

@@ -158,6 +158,10 @@ class ConvertOptions:
         (255, 255, 255), check=_background, shard=True, flag="--background",
         cli={"default": "white"},
         help="colour transparent pixels are flattened onto: white (default), black, #rrggbb, r,g,b")
+    scale: float = _opt(1.0, check=_float(0.0, 1.0, lo_open=True), shard=True, flag="--scale",
+                        cli={"type": float},
+                        help="store every image at this fraction of its side (0 < S <= 1; "
+                        "Lanczos); each sample keeps its original size (default 1)")
     max_pixels: int = _opt(DEFAULT_MAX_PIXELS, check=_max_pixels, shard=True,
                            help="decompression-bomb guard: the most pixels a source image may have")
     on_error: str = _opt("fail", check=_choice(ON_ERROR), shard=True, flag="--on-error",
@@ -208,6 +212,9 @@ class ConvertOptions:
                           help="no progress bars")
     log: Callable[[str], None] | None = _opt(None, check=_callable_or_none, record=False,
                                              help="called with one line per stage")
+    budget_plan: dict[str, Any] | None = _opt(None, record=False,
+                                              help="set by --budget: the plan record stored "
+                                              "in the provenance")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -225,6 +232,10 @@ class ConvertOptions:
             raise InvalidArgumentError(f"unknown convert option(s) {unknown}; the options are "
                                        f"{sorted(known)}")
         return cls(**kwargs)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Every field as ``convert()`` keywords (values as they are, not copied)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> ConvertOptions:
         """A copy with some fields changed (checked again)."""

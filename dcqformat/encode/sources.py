@@ -48,7 +48,8 @@ from dcqformat.encode.images import LoadOptions, array_to_image, load_image, pil
 from dcqformat.encode.scan import FolderListing, printable, scan_image_folder
 from dcqformat.errors import InputImageError, InvalidArgumentError
 
-__all__ = ["ImageSource", "FolderSource", "ArraySource", "DatasetSource", "open_source",
+__all__ = ["ImageSource", "FolderSource", "ArraySource", "DatasetSource", "SubsetSource",
+           "open_source",
            "content_digest", "image_digest"]
 
 
@@ -198,6 +199,30 @@ class DatasetSource(ImageSource):
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "type": f"{type(self.ds).__module__}.{type(self.ds).__name__}"}
+
+
+class SubsetSource(ImageSource):
+    """The images of ``parent`` at ``positions`` (in that order), e.g. the planner's sample."""
+
+    kind = "subset"
+
+    def __init__(self, parent: ImageSource, positions: Sequence[int] | np.ndarray) -> None:
+        pos = np.asarray(positions, dtype=np.int64)
+        super().__init__(parent.classes, parent.labels[pos],
+                         f"{len(pos)} of the images in {parent.where}")
+        self.parent, self.positions = parent, pos
+
+    def relpath(self, pos: int) -> str:
+        return self.parent.relpath(int(self.positions[pos]))
+
+    def size(self, pos: int) -> int:
+        return self.parent.size(int(self.positions[pos]))
+
+    def load(self, pos: int, opts: LoadOptions) -> np.ndarray:
+        return self.parent.load(int(self.positions[pos]), opts)
+
+    def check_unchanged(self, pos: int) -> None:
+        self.parent.check_unchanged(int(self.positions[pos]))
 
 
 def item_to_image(image: Any, opts: LoadOptions, where: str) -> np.ndarray:

@@ -73,6 +73,11 @@ def storage_report(f: DCQFile) -> dict[str, Any]:
     if m.masks is not None:
         from dcqformat.format.masks import mask_report
         report["patch_mask"] = mask_report(m)
+    if m.ctx is not None:
+        from dcqformat.format.ctx import ctx_report
+        report["ctx"] = ctx_report(m)
+    from dcqformat.format.costs import encoding_costs
+    report["encoding_costs"] = encoding_costs(f)
     report["provenance"] = m.provenance
     return report
 
@@ -142,6 +147,19 @@ def format_report(report: dict[str, Any]) -> str:
     if "ratio_vs_source" in r:
         lines.append(f"  vs source files ({r['source_files_recorded']} files, {r['source_bytes']} B): "
                      f"{r['ratio_vs_source']:.2f}x smaller")
+    if "ctx" in r:
+        c = r["ctx"]
+        lines.append(f"  ctx models: one per {c['models']} ({c['num_models']} model(s), {c['model_rows']} "
+                     f"rows), {c['model_bytes']} B ({c['model_bytes_per_image']:.2f} B/image); "
+                     f"streams {c['stream_bytes']} B ({c['stream_bytes_per_image']:.1f} B/image)")
+    if "encoding_costs" in r:
+        e = r["encoding_costs"]
+        n = max(1, r["samples"])
+        lines.append(f"  payload as raw / zstd / ctx: {e['raw']} / {e['zstd']} / {e['ctx']} B "
+                     f"({e['raw'] / n:.1f} / {e['zstd'] / n:.1f} / {e['ctx'] / n:.1f} B/image; ctx "
+                     f"with its models, one per {e['ctx_models']}"
+                     + ("" if e["measured_on"] >= r["samples"] else
+                        f"; measured on {e['measured_on']} samples and scaled") + ")")
     if "zstd_saving" in r:
         lines.append(f"  zstd saved {100 * r['zstd_saving']:.1f}% of the {r['payload_bytes_bitpacked']} "
                      "bit-packed payload bytes")

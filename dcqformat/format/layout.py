@@ -9,15 +9,19 @@ import numpy as np
 
 MAGIC = "dcq"
 VERSION_MAJOR = 1
-#: Highest minor version this reader knows (1.1 adds patch masks, spec §13). Files without
-#: masks are still written as 1.0.
-VERSION_MINOR = 1
+#: Highest minor version this reader knows (1.1 adds patch masks, spec §13; 1.2 the ctx
+#: payload encoding, §14). Files that use neither are still written as 1.0.
+VERSION_MINOR = 2
 
 #: Features a reader of this version understands. A file lists the features it needs in
 #: the root attribute ``must_understand``; a reader refuses a file naming any other.
-KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask"})
+KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask", "ctx-payload"})
 
-PAYLOAD_ENCODINGS = ("raw", "zstd")
+#: Values of the root attribute ``payload_encoding`` (spec §6).
+STORED_ENCODINGS = ("raw", "zstd", "ctx")
+#: What :class:`~dcqformat.DCQWriter` (and the encoder's ``payload_encoding``) accepts: a
+#: stored encoding, or ``"auto"`` (the smallest of the three, measured per file).
+PAYLOAD_ENCODINGS = (*STORED_ENCODINGS, "auto")
 
 # Root attributes.
 ATTR_MAGIC = "dcq_format"

@@ -168,6 +168,18 @@ class TempFile:
             self.path = None
 
 
+def move_into_place(src: Path, dst: Path, overwrite: bool) -> None:
+    """Give the finished file ``src`` (in ``dst``'s folder) the name ``dst``: a rename over it
+    with ``overwrite``, else only if ``dst`` does not exist (WriteError otherwise)."""
+    try:
+        if overwrite:
+            os.replace(src, dst)
+        else:
+            _rename_noreplace(src, dst)
+    except OSError as exc:
+        raise publish_error(dst, exc) from None
+
+
 def _rename_noreplace(src: Path, dst: Path) -> None:
     """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError)."""
     try:

@@ -19,14 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-import zstandard
 
 from dcqformat.checks import check_int, check_path, check_ratio
-from dcqformat.codecs.bitpack import unpack_indices
-from dcqformat.codecs.palette import decode_into, decode_kernel, decode_many_kernel
+from dcqformat.codecs.palette import decode_into, decode_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
+from dcqformat.format.payload import PayloadDecoder
 from dcqformat.format.source import MappedPayload, open_source
 from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
@@ -96,7 +95,8 @@ class DCQFile(MappedPayload):
         self._stored_pixels = self._n_pixels if m.masks is None else m.masks.kept_pixels
         # One C-contiguous palette view per cluster, so the hot path does no slicing.
         self._palette_list = [np.ascontiguousarray(p) for p in m.palettes]
-        self._dctx: zstandard.ZstdDecompressor | None = None
+        # Stored bytes -> packed maps, indices or pixels, per sample and batched (payload.py).
+        self._codec = PayloadDecoder(self._meta, str(self.path), self._stored_pixels)
 
     # -- metadata ---------------------------------------------------------------------
     @property
@@ -151,7 +151,7 @@ class DCQFile(MappedPayload):
 
     @property
     def payload_encoding(self) -> str:
-        """``"raw"`` or ``"zstd"``."""
+        """``"raw"``, ``"zstd"`` or ``"ctx"`` (spec §6, §14)."""
         return self._meta.payload_encoding
 
     @property
@@ -206,10 +206,9 @@ class DCQFile(MappedPayload):
     def index_map(self, i: int) -> np.ndarray:
         """Palette indices of sample ``i``, uint8 ``[H, W]``; in a file with patch masks the
         dropped patches hold their fill index (``fill="stored"``) or 0 (``fill="zero"``)."""
-        i = self._index(i)
         h, w, _ = self.shape(i)
-        packed = self._packed_bytes(i)
-        kept = unpack_indices(packed, int(self._stored_pixels[i]), self._meta.bits)
+        i = self._index(i)
+        kept = self._codec.indices(self._checked_payload(i), i)
         if self._masks is None:
             return kept.reshape(h, w)
         t = self._masks
@@ -282,11 +281,6 @@ class DCQFile(MappedPayload):
         self._decode(i, out, planar=layout == "chw", palette=pal)
         return out
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state["_dctx"] = None
-        return state
-
     def _check_palette(self, palette: Any) -> np.ndarray:
         c = self._meta.channels
         pal = np.asarray(palette)
@@ -304,15 +298,25 @@ class DCQFile(MappedPayload):
     def packed_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The :meth:`packed` bytes of many samples in one buffer: ``(data, offsets)`` with
         ``data`` uint8 and ``offsets`` int64 ``[B + 1]``, sample ``b`` at
-        ``data[offsets[b]:offsets[b + 1]]``."""
+        ``data[offsets[b]:offsets[b + 1]]``. A zstd or ctx batch is decoded in one compiled
+        call (no per-sample Python work)."""
         idx = self._indices(indices)
-        parts = [self._packed_bytes(i) for i in idx]
-        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-        np.cumsum([p.size for p in parts], out=offsets[1:])
-        data = np.empty(int(offsets[-1]), dtype=np.uint8)
-        for p, o in zip(parts, offsets[:-1].tolist(), strict=True):
-            data[o:o + p.size] = p
-        return data, offsets
+        return self._codec.packed_batch(self._batch_payload(idx), idx)
+
+    def enable_cache(self) -> DCQFile:
+        """Keep every sample's decoded packed map in RAM (q bits per pixel, at most the raw
+        payload's size) so that reading it again decodes at ``raw`` speed: for zstd and ctx
+        files, whose first read must entropy-decode. No-op for raw files. Returns self."""
+        self._codec.enable_cache()
+        return self
+
+    def fill_cache(self, batch: int = 4096) -> DCQFile:
+        """:meth:`enable_cache` and decode every sample into it now, ``batch`` at a time (do it
+        before forking DataLoader workers: they then share the filled cache)."""
+        if self._codec.enable_cache() is not None:
+            for start in range(0, len(self), batch):
+                self.packed_batch(np.arange(start, min(start + batch, len(self))))
+        return self
 
     def stored_pixels(self, i: int) -> int:
         """How many pixels sample ``i``'s payload holds: H*W, or its kept pixels under patch
@@ -328,65 +332,85 @@ class DCQFile(MappedPayload):
                      ) -> np.ndarray | list[np.ndarray]:
         """Decode many samples at once.
 
-        Returns one stacked uint8 array [B, ...] when all samples share a shape, else a
-        list of arrays. With the raw payload encoding the whole batch is one Numba call.
+        Returns one stacked uint8 array [B, ...] when all samples share a shape, else a list
+        of arrays. Without patch masks the whole batch is one compiled call per step for every
+        encoding (raw: one Numba call; zstd: one frame check, one batched decompression, one
+        Numba call; ctx: one Numba call); with masks it decodes sample by sample.
         """
         _check_layout(layout)
-        idx = np.array(self._indices(indices), dtype=np.int64)
+        idx = self._indices(indices)
         m = self._meta
         c = m.channels
         if idx.size == 0:
             return []
         hs, ws = m.height[idx], m.width[idx]
         uniform = bool((hs == hs[0]).all() and (ws == ws[0]).all())
-        if self.payload_encoding == "raw" and self._masks is None:
-            n_pix = self._n_pixels[idx]
-            sizes = n_pix * c
-            out_offsets = np.zeros(idx.size, dtype=np.int64)
-            np.cumsum(sizes[:-1], out=out_offsets[1:])
-            flat = np.empty(int(sizes.sum()), dtype=np.uint8)
-            payload = self.payload_view()
-            if self.check_crc:
-                for j in idx:
-                    self._check_sample_crc(int(j), payload)
-            bad = decode_many_kernel(payload, self._offsets[idx], n_pix, self._clusters[idx],
-                                      m.palettes, m.bits, flat, out_offsets, layout == "chw")
-            if bad >= 0:
-                raise self._bad_index_error(int(idx[bad]))
+        planar = layout == "chw"
+        if self._masks is not None:
             if uniform:
                 h, w = int(hs[0]), int(ws[0])
-                shape = (idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w)
-                return flat.reshape(shape)
-            return [flat[o:o + s].reshape((int(h), int(w), c) if layout == "hwc" else (c, int(h), int(w)))
-                    for o, s, h, w in zip(out_offsets, sizes, hs, ws, strict=False)]
+                batch = np.empty((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w), np.uint8)
+                for b, j in enumerate(idx.tolist()):
+                    self._decode(j, batch[b], planar=planar)
+                return batch
+            return [self.decode(int(j), layout) for j in idx]
+        sizes = self._n_pixels[idx] * c
+        out_offsets = np.zeros(idx.size, dtype=np.int64)
+        np.cumsum(sizes[:-1], out=out_offsets[1:])
+        flat = self._codec.pixels_batch(self._batch_payload(idx), idx, c, planar, out_offsets,
+                                        int(sizes.sum()))
         if uniform:
             h, w = int(hs[0]), int(ws[0])
-            batch = np.empty((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w), np.uint8)
-            for b, j in enumerate(idx):
-                self._decode(int(j), batch[b], planar=layout == "chw")
-            return batch
-        return [self.decode(int(j), layout) for j in idx]
+            return flat.reshape((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w))
+        return [flat[o:o + s].reshape((int(h), int(w), c) if layout == "hwc" else (c, int(h), int(w)))
+                for o, s, h, w in zip(out_offsets, sizes, hs, ws, strict=False)]
+
+    def _indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Sample indices as validated int64 (negative ones counted from the end)."""
+        n = self._meta.num_samples
+        if isinstance(indices, np.ndarray) and indices.dtype.kind in "iu" and indices.ndim == 1:
+            idx = indices.astype(np.int64)
+            if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
+                bad = int(idx[(idx < -n) | (idx >= n)][0])
+                raise IndexError(f"sample index {bad} out of range for {n} samples in {self.path}")
+            return np.where(idx < 0, idx + n, idx)
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
+                                       f"{type(indices).__name__}")
+        if isinstance(indices, np.ndarray):
+            indices = indices.reshape(-1).tolist()
+        return np.array([self._index(i) for i in indices], dtype=np.int64)
+
+    def _batch_payload(self, idx: np.ndarray) -> np.ndarray:
+        """The payload view, after the per-sample CRC-32 checks of ``idx`` if ``check_crc``."""
+        payload = self.payload_view()
+        if self.check_crc:
+            for j in idx.tolist():
+                self._check_sample_crc(int(j), payload)
+        return payload
 
     def _decode(self, i: int, out: np.ndarray, planar: bool,
                 palette: np.ndarray | None = None) -> None:
-        # Everything the kernel relies on was validated at open (offsets and lengths inside
-        # the payload, cluster < C, raw length == ceil(H*W*q/8)) or is checked here (zstd
-        # frame sizes, ``out`` by the callers), so the raw kernel is called directly.
-        packed = self._packed_bytes(i)
+        # Everything the kernels rely on was validated at open (offsets and lengths inside
+        # the payload, cluster < C, raw length == ceil(H*W*q/8)) or is checked on the way
+        # (zstd frames, ctx streams, ``out`` by the callers).
+        m = self._meta
         pal = self._palette_list[self._clusters[i]] if palette is None else palette
-        if self._masks is not None:
-            _masks.decode_sample(self._masks, i, packed, self._meta.bits, int(self._meta.height[i]),
-                                 int(self._meta.width[i]), pal, out, planar, self.fill,
-                                 str(self.path))
+        if (palette is None or palette.shape[0] >= m.palette_size) and \
+                self._codec.pixels(self._checked_payload(i), i, pal, out, planar):
             return
-        if palette is not None and palette.shape[0] < self._meta.palette_size:
-            bad = decode_into(packed, self._meta.bits, int(self._n_pixels[i]), pal, out, planar)
+        packed = self._packed_bytes(i)
+        if self._masks is not None:
+            _masks.decode_sample(self._masks, i, packed, m.bits, int(m.height[i]),
+                                 int(m.width[i]), pal, out, planar, self.fill, str(self.path))
+            return
+        if palette is not None and palette.shape[0] < m.palette_size:
+            bad = decode_into(packed, m.bits, int(self._n_pixels[i]), pal, out, planar)
             if bad:
                 raise PayloadError(f"{self.path}: sample {i} holds {bad} palette index(es) >= "
                                    f"the given palette's {palette.shape[0]} colours")
             return
-        bad = decode_kernel(packed, self._meta.bits, self._n_pixels[i], pal, out.reshape(-1),
-                             planar)
+        bad = decode_kernel(packed, m.bits, self._n_pixels[i], pal, out.reshape(-1), planar)
         if bad:
             raise self._bad_index_error(i)
 
@@ -395,42 +419,17 @@ class DCQFile(MappedPayload):
             f"{self.path}: sample {i} holds a palette index >= palette_size "
             f"{self._meta.palette_size} (payload bytes at offset {int(self._offsets[i])})")
 
-    def _packed_bytes(self, i: int) -> np.ndarray:
+    def _checked_payload(self, i: int) -> np.ndarray:
+        """The payload view, after sample ``i``'s CRC-32 check if ``check_crc``."""
         payload = self.payload_view()
-        start = self._offsets[i]
-        stored = payload[start:start + self._lengths[i]]
-        if self.check_crc and zlib.crc32(stored) != self._crcs[i]:  # type: ignore[arg-type]
-            self._check_sample_crc(i, payload)
-        if self._meta.payload_encoding == "raw":
-            return stored
-        expected = L.packed_size(int(self._stored_pixels[i]), self._meta.bits)
-        data = stored.tobytes()
-        try:
-            size = zstandard.frame_content_size(data)
-        except zstandard.ZstdError as exc:
-            raise PayloadError(f"{self.path}: sample {i}: not a zstd frame ({exc})") from exc
-        if size != expected:
-            raise PayloadError(
-                f"{self.path}: sample {i}: zstd frame declares {size} bytes, expected {expected}")
-        if self._dctx is None:
-            self._dctx = zstandard.ZstdDecompressor()
-        try:
-            # One frame exactly (spec §6): a decompressobj stops at the frame's end and keeps
-            # whatever follows in unused_data, which must be empty.
-            obj = self._dctx.decompressobj()
-            raw = obj.decompress(data)
-        except zstandard.ZstdError as exc:
-            raise PayloadError(f"{self.path}: sample {i}: corrupt zstd frame ({exc})") from exc
-        if not obj.eof:
-            raise PayloadError(f"{self.path}: sample {i}: the zstd frame is incomplete")
-        if obj.unused_data:
-            raise PayloadError(
-                f"{self.path}: sample {i}: {len(obj.unused_data)} bytes follow the zstd frame "
-                "(the stored bytes must be exactly one frame)")
-        if len(raw) != expected:
-            raise PayloadError(
-                f"{self.path}: sample {i}: zstd frame decoded to {len(raw)} bytes, expected {expected}")
-        return np.frombuffer(raw, dtype=np.uint8)
+        if self.check_crc:
+            start = self._offsets[i]
+            if zlib.crc32(payload[start:start + self._lengths[i]]) != self._crcs[i]:  # type: ignore[arg-type]
+                self._check_sample_crc(i, payload)
+        return payload
+
+    def _packed_bytes(self, i: int) -> np.ndarray:
+        return self._codec.packed(self._checked_payload(i), i)
 
     def _check_sample_crc(self, i: int, payload: np.ndarray) -> None:
         start, length = int(self._offsets[i]), int(self._lengths[i])
@@ -446,13 +445,6 @@ class DCQFile(MappedPayload):
         i = self._index(i)
         start = int(self._offsets[i])
         return self.payload_view()[start:start + int(self._lengths[i])]
-
-    def _indices(self, indices: Sequence[int] | np.ndarray) -> list[int]:
-        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
-            raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
-                                       f"{type(indices).__name__}")
-        return [self._index(i) for i in np.asarray(indices).reshape(-1).tolist()] \
-            if isinstance(indices, np.ndarray) else [self._index(i) for i in indices]
 
     def _index(self, i: int) -> int:
         try:

@@ -66,6 +66,7 @@ class FileMetadata:
     source_sizes: np.ndarray | None = None
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)
     masks: Any = None  # a dcqformat.format.masks.MaskTable for a file with patch masks (spec §13)
+    ctx: Any = None  # a dcqformat.format.ctx.CtxSection for a ctx-encoded file (spec §14)
     section_bytes: dict[str, int] = field(default_factory=dict)
 
 
@@ -303,9 +304,9 @@ def _read(ctx: _Context) -> FileMetadata:
     c = _int_attr(ctx, L.ATTR_NUM_CLUSTERS, 1, 1 << 32)
     num_classes = _int_attr(ctx, L.ATTR_NUM_CLASSES, 1, 1 << 32)
     encoding = _str_attr(ctx, L.ATTR_PAYLOAD_ENCODING)
-    if encoding not in L.PAYLOAD_ENCODINGS:
+    if encoding not in L.STORED_ENCODINGS:
         raise StructureError(
-            f"{where}: root attribute {L.ATTR_PAYLOAD_ENCODING!r} must be one of {L.PAYLOAD_ENCODINGS}, found {encoding!r}")
+            f"{where}: root attribute {L.ATTR_PAYLOAD_ENCODING!r} must be one of {L.STORED_ENCODINGS}, found {encoding!r}")
     created_by = _str_attr(ctx, L.ATTR_CREATED_BY) if L.ATTR_CREATED_BY in h5.attrs else ""
     if n > ctx.file_size:  # every sample needs at least one payload byte
         raise StructureError(f"{where}: num_samples {n} exceeds the file's {ctx.file_size} bytes")
@@ -339,6 +340,8 @@ def _read(ctx: _Context) -> FileMetadata:
     if masked:  # lengths cover the kept pixels only: checked there
         from dcqformat.format.masks import read_masks
         meta.masks = read_masks(h5, meta, where, features, ctx.sections)
+    from dcqformat.format.ctx import read_ctx
+    meta.ctx = read_ctx(h5, meta, where, features, ctx.sections)
     return meta
 
 
@@ -384,7 +387,7 @@ def check_samples(m: FileMetadata, where: str, num_classes: int, raw_lengths: bo
             i = _first_bad(bad)
             raise StructureError(
                 f"{where}: sample {i}: raw payload length {int(length[i])} != ceil(H*W*bits/8) = {int(expected[i])}")
-    elif m.payload_encoding != "raw":
+    elif m.payload_encoding == "zstd":  # ctx: at least its 4 state bytes, checked in ctx.py
         bad = length < 1
         if bad.any():
             i = _first_bad(bad)

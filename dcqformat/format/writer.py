@@ -18,59 +18,24 @@ import os
 import zlib
 from array import array
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import h5py
 import numpy as np
-import zstandard
 
 from dcqformat._version import __version__
 from dcqformat.checks import check_choice, check_int, check_path
 from dcqformat.codecs.bitpack import pack_indices
 from dcqformat.errors import InvalidArgumentError, WriteError
+from dcqformat.format import ctx as C
+from dcqformat.format import ctx_writer as CW
 from dcqformat.format import layout as L
 from dcqformat.format.masks import FEATURE, MaskWriter
 from dcqformat.format.publish import TempFile, publish_error, remove_stale
+from dcqformat.format.spool import PayloadSpool
 
 _COPY_CHUNK = 16 << 20
-
-
-class _Spool:
-    """One candidate payload being streamed to a temporary file: its bytes, per-sample
-    lengths and CRC-32s, and the running CRC-32 of the whole payload."""
-
-    def __init__(self, encoding: str, target: Path, zstd_level: int) -> None:
-        self.encoding = encoding
-        self.compressor = (
-            zstandard.ZstdCompressor(level=zstd_level, write_content_size=True, write_checksum=False)
-            if encoding == "zstd" else None)
-        self.tmp = TempFile(target)
-        self.file = self.tmp.file()
-        self.size = 0
-        self.crc = 0
-        self.lengths = array("Q")
-        self.crcs = array("Q")
-
-    def append(self, packed: bytes) -> None:
-        stored = self.compressor.compress(packed) if self.compressor is not None else packed
-        self.file.write(stored)
-        self.lengths.append(len(stored))
-        self.crcs.append(zlib.crc32(stored) & 0xFFFFFFFF)
-        self.size += len(stored)
-        self.crc = zlib.crc32(stored, self.crc)
-
-    def finish(self) -> None:
-        self.file.flush()
-        self.file.close()
-
-    def discard(self) -> None:
-        try:
-            self.file.close()
-        except OSError:
-            pass
-        self.tmp.discard()
 
 
 def _deflate(n: int) -> dict[str, Any]:
@@ -141,11 +106,17 @@ class DCQWriter:
     palette_size:
         Colours per palette K, 1..2**bits (default ``2**bits``).
     payload_encoding:
-        ``"raw"`` (bit-packed bytes, fastest), ``"zstd"`` (each sample one zstd frame) or
-        ``"auto"`` (write both, keep the smaller; raw on a tie). After closing,
-        ``payload_encoding`` names the one chosen and ``payload_sizes`` gives both sizes.
+        ``"raw"`` (bit-packed bytes, fastest), ``"zstd"`` (each sample one zstd frame),
+        ``"ctx"`` (each sample one rANS stream under context models stored once in the file,
+        spec §14: the smallest, version 1.2) or ``"auto"`` (all three, keep the smallest,
+        counting the ctx models; raw, then zstd, on a tie). After closing,
+        ``payload_encoding`` names the one chosen and ``payload_sizes`` what each candidate
+        cost (ctx: streams + models); ``ctx_models`` the ctx model candidates measured.
     zstd_level:
         Compression level when ``payload_encoding="zstd"``.
+    ctx_models:
+        ctx models: ``"auto"`` (one for the file or one per cluster, whichever measures
+        smaller), ``"file"`` or ``"cluster"`` (if its histograms fit in memory, else file).
     patch_size:
         Store patch masks (spec §13, feature ``patch-mask``, version 1.1) with this patch size
         P: :meth:`add_sample` then takes ``keep_mask``, ``fills`` and ``theta``. None (default):
@@ -174,6 +145,7 @@ class DCQWriter:
         zstd_level: int = L.ZSTD_DEFAULT_LEVEL,
         patch_size: int | None = None,
         overwrite: bool = False,
+        ctx_models: str = "auto",
     ) -> None:
         bits = check_int(bits, "bits", minimum=1, maximum=8)
         channels = check_int(channels, "channels", minimum=1, maximum=3)
@@ -182,7 +154,8 @@ class DCQWriter:
         classes = check_class_names(classes)
         k = (1 << bits) if palette_size is None else check_int(
             palette_size, f"palette_size (for bits={bits})", minimum=1, maximum=1 << bits)
-        check_choice(payload_encoding, "payload_encoding", (*L.PAYLOAD_ENCODINGS, "auto"))
+        check_choice(payload_encoding, "payload_encoding", L.PAYLOAD_ENCODINGS)
+        check_choice(ctx_models, "ctx_models", ("auto", *C.MODEL_KINDS))
         zstd_level = check_int(zstd_level, "zstd_level", minimum=-(1 << 17), maximum=22)
         self.path = check_path(path, "path")
         if self.path.is_dir():
@@ -211,11 +184,16 @@ class DCQWriter:
         self._any_source = False
         self._closed = False
         self._h5_tmp: TempFile | None = None
-        encodings = L.PAYLOAD_ENCODINGS if payload_encoding == "auto" else (payload_encoding,)
-        self._spools: list[_Spool] = []
+        # ctx codes the spooled raw maps in a second pass at close (ctx_writer.py).
+        encodings = {"auto": ("raw", "zstd"), "ctx": ("raw",)}.get(payload_encoding, (payload_encoding,))
+        self._ctx_models = ctx_models
+        self._fitter = CW.CtxFitter(self.palette_size) if payload_encoding in ("ctx", "auto") else None
+        self._ctx: C.CtxSection | None = None
+        self._stored_pixels = array("Q")
+        self._spools: list[PayloadSpool] = []
         try:
             for enc in encodings:
-                self._spools.append(_Spool(enc, self.path, zstd_level))
+                self._spools.append(PayloadSpool(enc, self.path, zstd_level))
         except OSError as exc:
             for spool in self._spools:
                 spool.discard()
@@ -334,6 +312,9 @@ class DCQWriter:
             raise InvalidArgumentError(
                 f"sample {len(self)}: keep_mask/fills/theta need a writer opened with patch_size")
         packed = pack_indices(idx, self.bits).tobytes()
+        if self._fitter is not None:
+            keep = None if prepared is None else prepared.keep_bytes
+            self._fitter.add(idx.reshape(-1), CW.sample_rects(h, w, self._masks, keep), cluster)
         try:
             for spool in self._spools:
                 spool.append(packed)
@@ -346,6 +327,7 @@ class DCQWriter:
         f["width"].append(w)
         f["label"].append(label)
         f["cluster"].append(cluster)
+        self._stored_pixels.append(int(idx.size))
         if prepared is not None and self._masks is not None:
             self._masks.commit(prepared)
         if source_path is not None or source_size is not None:
@@ -414,23 +396,42 @@ class DCQWriter:
                     raise WriteError(f"selection {name!r}: {what} holds an index outside 0..{n - 1}")
         for spool in self._spools:
             spool.finish()
-        chosen = min(self._spools, key=lambda sp: (sp.size, sp.encoding != "raw"))
+        costs = {sp.encoding: sp.size for sp in self._spools}
+        if self._fitter is not None:
+            costs["ctx"] = self._add_ctx_spool(num_clusters)
+        order = L.STORED_ENCODINGS
+        wanted = [sp for sp in self._spools if self.payload_encoding in ("auto", sp.encoding)]
+        chosen = min(wanted, key=lambda sp: (costs[sp.encoding], order.index(sp.encoding)))
         self._h5_tmp = TempFile(self.path)
         with self._h5_tmp.file() as fo, h5py.File(fo, "w", libver=("v110", "v110")) as h5:
             self._write_container(h5, n, num_clusters, chosen)
         self._h5_tmp.publish(self.overwrite)  # fsync, then link / rename (never replacing unless asked)
         self._h5_tmp = None
         self.payload_encoding = chosen.encoding
-        self.payload_sizes = {sp.encoding: sp.size for sp in self._spools}
+        self.payload_sizes = costs
         for spool in self._spools:
             spool.discard()
 
-    def _write_container(self, h5: h5py.File, n: int, num_clusters: int, chosen: _Spool) -> None:
+    def _add_ctx_spool(self, num_clusters: int) -> int:
+        """Fit the ctx model and code every spooled raw map into a new ``ctx`` spool (spec
+        §14); returns what the ctx payload costs: its streams plus the model's bytes."""
+        assert self._fitter is not None and self._spools[0].encoding == "raw"
+        spool = PayloadSpool("ctx", self.path, 0)
+        self._spools.append(spool)  # discarded with the others on any failure
+        self._ctx, self.ctx_models = CW.fit_and_code(
+            self._fitter, self._spools[0], spool, num_clusters, self._ctx_models, self._fields,
+            self._stored_pixels, self.bits, self._masks)
+        return spool.size + CW.model_storage_bytes(self._ctx.model)
+
+    def _write_container(self, h5: h5py.File, n: int, num_clusters: int, chosen: PayloadSpool) -> None:
         a = h5.attrs
         a[L.ATTR_MAGIC] = L.MAGIC
-        masked = self._masks is not None  # files without masks stay version 1.0 (spec §13)
-        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, L.VERSION_MINOR if masked else 0], dtype="<u4")
-        a.create(L.ATTR_MUST_UNDERSTAND, data=np.array([FEATURE] if masked else [], dtype=object),
+        # Files without masks or ctx stay version 1.0 (spec §13, §14); masks alone give 1.1.
+        masked = self._masks is not None
+        coded = chosen.encoding == C.ENCODING
+        features = [FEATURE] * masked + [C.FEATURE] * coded
+        a[L.ATTR_VERSION] = np.array([L.VERSION_MAJOR, 2 if coded else (1 if masked else 0)], dtype="<u4")
+        a.create(L.ATTR_MUST_UNDERSTAND, data=np.array(features, dtype=object),
                  dtype=h5py.string_dtype("utf-8"))
         a[L.ATTR_BITS] = np.uint8(self.bits)
         a[L.ATTR_CHANNELS] = np.uint8(self.channels)
@@ -478,6 +479,8 @@ class DCQWriter:
 
         if self._masks is not None:
             self._masks.write(h5, self._write_array)
+        if coded and self._ctx is not None:
+            CW.write_ctx_group(h5, self._ctx, self._write_array)
 
         if self._selections:
             sel_group = h5.create_group(L.GROUP_SELECTIONS)

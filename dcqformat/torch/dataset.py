@@ -150,6 +150,11 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
     check_crc:
         Check every sample's CRC-32 as it is read (off by default, like :class:`DCQFile`:
         structure is validated at open either way; ``DCQFile.verify`` checks every checksum).
+    cache_decoded:
+        Keep every decoded index map in RAM, packed at q bits per pixel (at most the size of a
+        ``raw`` payload), so that epochs after the first read zstd and ctx files at raw speed
+        (:meth:`DCQFile.enable_cache`; no-op for raw files). Each DataLoader worker fills its own
+        copy unless the cache is filled before the workers fork (:meth:`fill_cache`).
 
     ``classes``, ``class_to_idx`` and ``targets`` (the label of every sample, a list) are as
     in torchvision's ImageFolder.
@@ -167,6 +172,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         *,
         check_crc: bool = False,
         fill: str | Callable[[Any, Any], Any] | None = None,
+        cache_decoded: bool = False,
     ) -> None:
         if fill is None or fill == "stored":
             self.fill_mode = "stored"
@@ -210,6 +216,9 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
                 raise InvalidArgumentError(
                     f"shards disagree on channels: {str(first.path)!r} has {first.channels}, "
                     f"{str(f.path)!r} has {f.channels}")
+        if cache_decoded:
+            for f in files:
+                f.enable_cache()
         self._files = files
         self.paths = [f.path for f in files]
         self.classes: list[str] = first.classes
@@ -230,6 +239,13 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self._labels = np.ascontiguousarray(labels, dtype=np.int64)
         self._targets: list[int] | None = None
         self._packer = PackedSource(files, self._starts) if output == "packed" else None
+
+    def fill_cache(self) -> DCQDataset:
+        """Decode every sample of every file into its in-RAM cache now (``cache_decoded``; call
+        it before the DataLoader forks its workers so that they share it). Returns self."""
+        for f in self._files:
+            f.fill_cache()
+        return self
 
     # -- ImageFolder-like metadata ---------------------------------------------------------
     @property

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dcqformat.device import resolve_device
-from dcqformat.encode.images import LoadOptions
+from dcqformat.encode.images import LoadOptions, scale_image
 from dcqformat.encode.options import ConvertOptions
 from dcqformat.encode.sources import ImageSource
 from dcqformat.errors import InputImageError
@@ -83,6 +83,7 @@ class RunContext:
     threads: int | None
     timer: Timer = field(default_factory=Timer)
     skipped: dict[int, str] = field(default_factory=dict)
+    original_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, opts: ConvertOptions, source: ImageSource, timer: Timer | None = None
@@ -121,8 +122,20 @@ class RunContext:
 
     def load_many(self, positions: Sequence[int]) -> Iterator[Loaded]:
         """Yield ``(position, array or error)`` in order, decoding up to ``workers`` images ahead
-        in threads (Pillow's decoders release the GIL)."""
-        return _load_many(self.source, positions, self.load_options, self.opts.resolved_workers())
+        in threads (Pillow's decoders release the GIL). With ``scale`` < 1 the arrays are the
+        scaled images and :attr:`original_sizes` records each position's size before."""
+        loaded = _load_many(self.source, positions, self.load_options,
+                            self.opts.resolved_workers())
+        if self.opts.scale == 1.0:
+            return loaded
+        return self._scaled(loaded)
+
+    def _scaled(self, loaded: Iterator[Loaded]) -> Iterator[Loaded]:
+        for pos, got in loaded:
+            if isinstance(got, np.ndarray):
+                self.original_sizes[pos] = (int(got.shape[0]), int(got.shape[1]))
+                got = scale_image(got, self.opts.scale)
+            yield pos, got
 
     def reload(self, positions: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Like :meth:`load_many` for images that were readable before: an error now means the

@@ -81,4 +81,6 @@ def provenance(ctx: RunContext, rec: RunRecord, stats: WriteStats) -> dict[str, 
     }
     if rec.plan is not None:
         prov["selection"] = rec.plan.summary
+    if o.budget_plan is not None:
+        prov["budget_plan"] = o.budget_plan
     return prov

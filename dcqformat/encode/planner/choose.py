@@ -1,0 +1,215 @@
+"""``--budget``: choose the plan that trains best within a byte budget, then convert with it.
+
+1. A class-stratified *train sample* (``sample`` images) and a disjoint *test sample*
+   (``test`` images, kept as originals) are drawn from the source (seeded).
+2. The sample is converted once per encoding of the grid (:func:`~.plans.candidate_grid`),
+   with one proxy model trained on it, and each file's exact bytes give the plan's bytes for
+   the whole source, with a 95 % error (:mod:`.measure`). A plan *fits* when bytes + error are
+   within the budget.
+3. For each encoding the largest fitting image share is a finalist; the ``evaluate`` finalists
+   with the most bytes get the training-value estimate (:mod:`.estimate`).
+4. The best estimate wins (ties: fewer bytes). The conversion writes a temporary file; if it
+   is over the budget after all, the next finalist whose bytes, corrected by the measured error
+   of the first, fit is converted instead (at most ``tries`` conversions), so the published file
+   never exceeds the budget. The plan, its estimate and the alternatives are stored in the
+   file's provenance (``budget_plan``), which ``dcqformat info`` shows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcqformat.encode.images import LoadOptions, is_grey, to_channels
+from dcqformat.encode.model import TaskModel, train_proxy
+from dcqformat.encode.options import ConvertOptions
+from dcqformat.encode.planner.budget import format_bytes, parse_budget
+from dcqformat.encode.planner.estimate import (
+    decoded_thumbnails,
+    estimate_accuracy,
+    original_thumbnails,
+)
+from dcqformat.encode.planner.measure import Measured, measure_file, stratified_split, timed
+from dcqformat.encode.planner.plans import Plan, candidate_grid
+from dcqformat.encode.sources import ImageSource, SubsetSource, open_source
+from dcqformat.encode.stages.proxy import thumbnail
+from dcqformat.errors import InvalidArgumentError
+
+__all__ = ["Candidate", "PlanReport", "make_plan", "PlanSettings"]
+
+
+@dataclass
+class Candidate:
+    """A plan with its predicted bytes for the whole source and, if evaluated, its estimate."""
+
+    plan: Plan
+    bytes: float
+    error: float
+    fits: bool
+    estimate: float | None = None
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return {**self.plan.record(), "bytes": round(self.bytes), "error_95": round(self.error),
+                "fits": self.fits, "estimate": self.estimate}
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """How the planner samples and estimates (see the module docstring)."""
+
+    sample: int = 400
+    test: int = 300
+    evaluate: int = 12
+    resolution: int = 32
+    epochs: int = 12
+    seeds: tuple[int, ...] = (0,)
+    large_clusters: int = 64
+
+
+@dataclass
+class PlanReport:
+    """Everything the planner measured and decided."""
+
+    budget: int
+    images: int
+    settings: PlanSettings
+    candidates: list[Candidate]
+    measured: list[Measured]
+    chosen: Candidate | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def finalists(self) -> list[Candidate]:
+        """The evaluated candidates, best estimate first."""
+        ev = [c for c in self.candidates if c.estimate is not None]
+        return sorted(ev, key=lambda c: (-(c.estimate or 0.0), c.bytes))
+
+    def table(self) -> str:
+        """The markdown table ``--plan-only`` prints."""
+        lines = [f"budget {format_bytes(self.budget)} ({self.budget:,} B) for {self.images:,} "
+                 f"images: {sum(c.fits for c in self.candidates)} of {len(self.candidates)} "
+                 f"plans fit; estimate = accuracy on {self.settings.test} held-out originals "
+                 f"of a CNN trained on the plan's decoded sample ({self.settings.sample} images, "
+                 f"{self.settings.resolution} px)",
+                 "", "| plan | bytes (predicted) | ± 95 % | B/image | fits | estimate |",
+                 "|---|---:|---:|---:|:---:|---:|"]
+        shown = self.finalists() + sorted((c for c in self.candidates if c.estimate is None
+                                           and c.fits), key=lambda c: -c.bytes)[:8]
+        for c in shown:
+            mark = " **chosen**" if c is self.chosen else ""
+            est = "" if c.estimate is None else f"{100 * c.estimate:.1f} %"
+            kept = max(1, round(c.plan.fraction * self.images))
+            lines.append(f"| {c.plan.name()}{mark} | {c.bytes:,.0f} | {c.error:,.0f} | "
+                         f"{c.bytes / kept:.1f} | {'yes' if c.fits else 'no'} | {est} |")
+        secs = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        lines += ["", f"cost: {secs}"]
+        return "\n".join(lines)
+
+    def record(self, chosen: Candidate | None = None) -> dict[str, Any]:
+        """The provenance's ``budget_plan`` record."""
+        c = chosen or self.chosen
+        return {"budget": self.budget, "images": self.images, "chosen": None if c is None
+                else c.record(), "finalists": [f.record() for f in self.finalists()],
+                "settings": {**self.settings.__dict__, "seeds": list(self.settings.seeds)},
+                "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+                "rule": "estimate = held-out accuracy of a CNN trained on the plan's decoded "
+                        "sample; bytes = measured on the sample, extrapolated (95 % error)"}
+
+
+def _sample_proxy(source: ImageSource, positions: np.ndarray, opts: ConvertOptions
+                  ) -> tuple[TaskModel, int]:
+    """One proxy for every sample conversion, and the channel count of the data."""
+    lo = _load_options(opts)
+    arrays = [source.load(int(p), lo) for p in positions]
+    channels = 1 if all(is_grey(a) for a in arrays) else 3
+    thumbs = torch.stack([thumbnail(to_channels(a, channels), opts.proxy_resolution)
+                          for a in arrays])
+    labels = torch.from_numpy(source.labels[positions])
+    task = train_proxy(thumbs, labels, len(source.classes), epochs=max(1, opts.epochs),
+                       seed=opts.seed)
+    return task, channels
+
+
+def _measure_all(sub: SubsetSource, grid: Sequence[Plan], opts: ConvertOptions,
+                 task: TaskModel, work: Path, log: Callable[[str], None]
+                 ) -> dict[tuple[Any, ...], Measured]:
+    from dcqformat.encode.pipeline import convert
+
+    out: dict[tuple[Any, ...], Measured] = {}
+    for plan in grid:
+        key = plan.encoding_key
+        if key in out:
+            continue
+        kw = {**opts.as_kwargs(), **plan.convert_kwargs(), "coreset": None, "model": task,
+              "progress": False, "log": None, "overwrite": True}
+        path = work / f"enc{len(out)}.dcq"
+        _, secs = timed(convert, sub, path, **kw)
+        out[key] = measure_file(path, plan, secs)
+        log(f"  measured {plan.name().split(' f')[0]}: {out[key].payload_mean:.1f} B/img payload")
+    return out
+
+
+def make_plan(src: Any, budget: Any, *, settings: PlanSettings | None = None,
+              labels: Any = None, classes: Sequence[str] | None = None,
+              grid: Sequence[Plan] | None = None, workdir: Path | None = None,
+              log: Callable[[str], None] | None = None, **options: Any) -> PlanReport:
+    """Measure and rank the plans for ``src`` within ``budget`` (see the module docstring);
+    ``options`` are the user's other ``convert()`` options, kept in every plan."""
+    st = settings or PlanSettings()
+    say = log or (lambda _m: None)
+    total = parse_budget(budget)
+    opts = ConvertOptions.from_kwargs({**options, "progress": False, "log": None})
+    source = open_source(src, labels=labels, classes=classes)
+    t0 = time.perf_counter()
+    train_pos, test_pos = stratified_split(source.labels, st.sample, st.test, opts.seed)
+    if len(test_pos) == 0:
+        raise InvalidArgumentError(f"{len(source)} images are too few to plan with (a sample "
+                                   "for encoding and a held-out sample for the estimate)")
+    task, channels = _sample_proxy(source, train_pos, opts)
+    plans = list(grid or candidate_grid(st.large_clusters))
+    with tempfile.TemporaryDirectory(prefix="dcq-plan-", dir=workdir) as tmp:
+        measured = _measure_all(SubsetSource(source, train_pos), plans, opts, task, Path(tmp),
+                                say)
+        t1 = time.perf_counter()
+        cands = []
+        for p in plans:
+            b, e = measured[p.encoding_key].predict(len(source), p.fraction)
+            cands.append(Candidate(p, b, e, b + e <= total))
+        finalists = _finalists(cands, st.evaluate)
+        test = original_thumbnails(source, test_pos, st.resolution, channels,
+                                   _load_options(opts))
+        for c in finalists:
+            path = measured[c.plan.encoding_key].path
+            assert path is not None
+            train = decoded_thumbnails(path, st.resolution)
+            c.estimate = estimate_accuracy(train, test, len(source.classes),
+                                           fraction=c.plan.fraction, epochs=st.epochs,
+                                           seeds=st.seeds)
+            say(f"  estimate {c.plan.name()}: {100 * c.estimate:.1f} %")
+        for m in measured.values():
+            m.path = None
+    best = min(finalists, key=lambda c: (-(c.estimate or 0.0), c.bytes)) if finalists else None
+    secs = {"measure": t1 - t0, "estimate": time.perf_counter() - t1}
+    return PlanReport(total, len(source), st, cands, list(measured.values()), best, secs)
+
+
+def _finalists(cands: list[Candidate], k: int) -> list[Candidate]:
+    """Per encoding the fitting candidate with the largest image share; the ``k`` with the
+    most bytes."""
+    best: dict[tuple[Any, ...], Candidate] = {}
+    for c in cands:
+        key = c.plan.encoding_key
+        if c.fits and (key not in best or c.plan.fraction > best[key].plan.fraction):
+            best[key] = c
+    return sorted(best.values(), key=lambda c: -c.bytes)[:k]
+
+
+def _load_options(opts: ConvertOptions) -> LoadOptions:
+    return LoadOptions(opts.background, opts.max_side, opts.max_pixels)

@@ -1,0 +1,80 @@
+"""Convert within a budget: plan, convert the chosen plan to a temporary file, check its size,
+fall back to the next finalist if the extrapolation was off, publish (see :mod:`.choose`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dcqformat.encode.planner.budget import format_bytes
+from dcqformat.encode.planner.choose import PlanReport, PlanSettings, make_plan
+from dcqformat.encode.planner.plans import Plan
+from dcqformat.encode.summary import ConvertSummary
+from dcqformat.errors import InvalidArgumentError
+from dcqformat.format.publish import move_into_place, temp_name
+
+__all__ = ["BudgetResult", "convert_within_budget"]
+
+
+@dataclass
+class BudgetResult:
+    """The plan report, and the summary of the written file (None for ``plan_only``)."""
+
+    report: PlanReport
+    summary: ConvertSummary | None = None
+    tried: list[dict[str, Any]] | None = None
+
+
+def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
+                          plan_only: bool = False, settings: PlanSettings | None = None,
+                          grid: Sequence[Plan] | None = None,
+                          tries: int = 3, labels: Any = None, classes: Sequence[str] | None = None,
+                          log: Callable[[str], None] | None = None, **options: Any
+                          ) -> BudgetResult:
+    """Plan (:func:`~.choose.make_plan`) and, unless ``plan_only``, convert ``src`` to ``dst``
+    with the best plan whose file is within ``budget``. The file is never published over
+    the budget: InvalidArgumentError when no finalist fits after ``tries`` conversions."""
+    from dcqformat.encode.pipeline import convert
+
+    say = log or (lambda _m: None)
+    target = Path(dst)
+    overwrite = bool(options.get("overwrite", False))
+    if target.exists() and not overwrite and not plan_only:
+        raise InvalidArgumentError(f"output {str(target)!r} exists (pass overwrite=True / --force)")
+    report = make_plan(src, budget, settings=settings, labels=labels, classes=classes, log=say,
+                       grid=grid,
+                       **{k: v for k, v in options.items() if k != "log"})
+    if plan_only:
+        return BudgetResult(report)
+    queue = report.finalists()
+    tried: list[dict[str, Any]] = []
+    correction = 1.0
+    while queue and len(tried) < tries:
+        cand = queue.pop(0)
+        if cand.bytes * correction + cand.error > report.budget:
+            continue
+        tmp = target.with_name(temp_name(target))
+        say(f"converting with {cand.plan.name()} (predicted {format_bytes(cand.bytes)})")
+        try:
+            summary = convert(src, tmp, labels=labels, classes=classes, **{
+                **options, **cand.plan.convert_kwargs(), "overwrite": True,
+                "budget_plan": report.record(cand)})
+            size = tmp.stat().st_size
+            tried.append({"plan": cand.plan.name(), "predicted": round(cand.bytes),
+                          "bytes": size, "fits": size <= report.budget})
+            if size <= report.budget:
+                move_into_place(tmp, target, overwrite)
+                return BudgetResult(report, replace(summary, path=str(target)), tried)
+            correction = max(correction, size / cand.bytes)
+            say(f"  {size:,} B is over the budget: the prediction was {cand.bytes:,.0f} B; "
+                f"re-planning with bytes x {correction:.3f}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise InvalidArgumentError(
+        f"no plan fits {format_bytes(report.budget)} for {report.images} images (tried "
+        f"{tried or 'none: every finalist predicted over the budget'}); raise the budget")
+
+
