@@ -97,7 +97,8 @@ def test_writer(tmp_path: Path, a: Any, b: Any, c: Any) -> None:
 
 @SETTINGS
 @given(a=JUNK, b=JUNK)
-def test_export_merge_and_codecs(tmp_path: Path, a: Any, b: Any) -> None:
+def test_export_merge_and_codecs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, a: Any, b: Any) -> None:
+    monkeypatch.chdir(tmp_path)  # a junk relative out_dir lands here, not in the checkout
     only_dcq_errors(lambda: export_imagefolder(DCQFile(VECTOR), a))
     only_dcq_errors(lambda: merge_shards(a, tmp_path / "m.dcq"))
     only_dcq_errors(lambda: merge_shards([VECTOR], a))
@@ -111,7 +112,8 @@ def test_export_merge_and_codecs(tmp_path: Path, a: Any, b: Any) -> None:
                                                  "--max-pixels", "--force", "--progress", str(VECTOR),
                                                  "-1", "0", "x\0y", "--max-pixels=abc"]),
                                st.text(max_size=5)), max_size=5))
-def test_command_line(argv: list[str]) -> None:
+def test_command_line(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # 'export FILE <junk>' writes its folder here, not in the checkout
     try:
         rc = cli_main(argv)
     except SystemExit as exc:  # argparse's own usage errors
