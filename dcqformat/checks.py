@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from dcqformat.errors import InvalidArgumentError
 
 __all__ = ["describe", "check_int", "check_float", "check_ratio", "check_nonnegative_float",
-           "check_choice"]
+           "check_choice", "check_path"]
 
 
 def describe(value: Any) -> str:
@@ -77,6 +79,21 @@ def check_nonnegative_float(value: Any, name: str) -> float:
 def check_choice(value: Any, name: str, allowed: Iterable[Any]) -> Any:
     """Return ``value`` when it is one of ``allowed``, or raise naming the choices."""
     options = list(allowed)
-    if value not in options:
+    try:  # an array compares elementwise, an unhashable value may refuse to compare
+        found = any(value is o or bool(value == o) for o in options)
+    except (TypeError, ValueError):
+        found = False
+    if not found:
         raise InvalidArgumentError(f"{name} must be one of {options}, got {name}={describe(value)}")
     return value
+
+
+def check_path(value: Any, name: str) -> Path:
+    """Return ``value`` (a ``str`` or ``os.PathLike`` naming a text path without NUL bytes) as a
+    Path, or raise."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidArgumentError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or "\0" in text or not text:
+        raise InvalidArgumentError(f"{name} must be a non-empty text path without NUL bytes, got {describe(text)}")
+    return Path(text)

@@ -32,6 +32,12 @@ def independent_reader() -> ModuleType:
     return _load_tool("independent_reader")
 
 
+@pytest.fixture(scope="session")
+def fuzz_tool() -> ModuleType:
+    """``tools/fuzz_reader.py`` (seeded corruption fuzzing of the reader in child processes)."""
+    return _load_tool("fuzz_reader")
+
+
 @pytest.fixture
 def invalid_vector(tmp_path: Path) -> Callable[[str], Path]:
     """Decompress ``spec/vectors/invalid/<name>.dcq.gz`` into ``tmp_path/<name>.dcq``."""

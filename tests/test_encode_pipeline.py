@@ -202,3 +202,19 @@ def test_user_module_as_task_model(converted: dict[str, Any], tmp_path: Path) ->
     prov = DCQFile(tmp_path / "u.dcq").provenance
     assert prov["model"]["kind"] == "module" and prov["model"]["gradcam_target"] == "predicted"
     assert s.images == 18
+
+
+def test_force_replaces_an_existing_output(tmp_path: Path) -> None:
+    src = make_folder(tmp_path / "s", per_class=2)
+    dst = tmp_path / "o.dcq"
+    convert(src, dst, **FAST)
+    first = dst.stat().st_ino
+    convert(src, dst, overwrite=True, **{**FAST, "bits": 1})
+    assert DCQFile(dst).bits == 1 and dst.stat().st_ino != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.dcq", "s"]
+    state = tmp_path / "st.npz"
+    convert(src, state, fit_only=True, **FAST)
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        convert(src, state, fit_only=True, **FAST)
+    convert(src, state, fit_only=True, overwrite=True, **FAST)
+    assert oct(state.stat().st_mode & 0o777) != "0o600"

@@ -31,6 +31,7 @@ import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -315,3 +316,21 @@ def test_global_heap_walker_rejects_a_zero_size_free_object() -> None:
     coll[48:56] = (10**6).to_bytes(8, "little")
     with pytest.raises(StructureError, match="runs past"):
         walk_collection(bytes(coll), 0, 4096, "x")
+
+
+# -- tools/fuzz_reader.py: checksum-free bases, field-sized damage, crash/hang/RSS accounting --
+def test_fuzz_reader_batch(fuzz_tool: Any) -> None:
+    t = fuzz_tool.run(60, 20261201, batch=200, max_files=400)
+    assert t.files == 400 and sum(t.outcomes.values()) == 400
+    assert not t.others and not t.crashes and not t.hangs, fuzz_tool.report(t, 20261201)
+    assert t.peak_rss_kib < 1 << 20, fuzz_tool.report(t, 20261201)  # 1 GiB
+
+
+@pytest.mark.slow
+def test_fuzz_reader_time_bounded(fuzz_tool: Any) -> None:
+    """CI's slow suite: three minutes of seeded fuzzing; only DcqError, no crash, no hang, and
+    no child above 1 GiB (a variable-length bomb would take 4 GiB)."""
+    t = fuzz_tool.run(180, 20261202)
+    assert t.files > 2000
+    assert not t.others and not t.crashes and not t.hangs, fuzz_tool.report(t, 20261202)
+    assert t.peak_rss_kib < 1 << 20, fuzz_tool.report(t, 20261202)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from dcqformat.errors import InvalidArgumentError
+
 __all__ = [
     "XYZ_FROM_RGB",
     "RGB_FROM_XYZ",
@@ -74,7 +76,7 @@ def _f_inv(t: torch.Tensor) -> torch.Tensor:
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in ``[0, 1]`` (``[..., 3]``) -> CIE LAB D65 (``L`` in [0, 100])."""
     if rgb.shape[-1] != 3:
-        raise ValueError(f"rgb_to_lab expects 3 channels in the last dimension, got {tuple(rgb.shape)}")
+        raise InvalidArgumentError(f"rgb_to_lab expects 3 channels in the last dimension, got {tuple(rgb.shape)}")
     lin = srgb_to_linear(rgb)
     xyz = lin @ _const(XYZ_FROM_RGB, rgb).T
     xyz = xyz / _const(D65_WHITE, rgb)
@@ -86,7 +88,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """CIE LAB D65 (``[..., 3]``) -> sRGB in ``[0, 1]``, out-of-gamut values clipped."""
     if lab.shape[-1] != 3:
-        raise ValueError(f"lab_to_rgb expects 3 channels in the last dimension, got {tuple(lab.shape)}")
+        raise InvalidArgumentError(f"lab_to_rgb expects 3 channels in the last dimension, got {tuple(lab.shape)}")
     L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     fy = (L + 16.0) / 116.0
     fx = a / 500.0 + fy
@@ -113,7 +115,7 @@ def to_working_space(x: torch.Tensor) -> torch.Tensor:
         return rgb_to_lab(x)
     if x.shape[-1] == 1:
         return grey_to_lstar(x)
-    raise ValueError(f"expected 1 or 3 channels in the last dimension, got {tuple(x.shape)}")
+    raise InvalidArgumentError(f"expected 1 or 3 channels in the last dimension, got {tuple(x.shape)}")
 
 
 def from_working_space(w: torch.Tensor) -> torch.Tensor:
@@ -122,4 +124,4 @@ def from_working_space(w: torch.Tensor) -> torch.Tensor:
         return lab_to_rgb(w)
     if w.shape[-1] == 1:
         return lstar_to_grey(w)
-    raise ValueError(f"expected 1 or 3 channels in the last dimension, got {tuple(w.shape)}")
+    raise InvalidArgumentError(f"expected 1 or 3 channels in the last dimension, got {tuple(w.shape)}")

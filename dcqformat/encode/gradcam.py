@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dcqformat.errors import InvalidArgumentError
+
 __all__ = ["gradcam_pp", "compute_cams", "upsample_cam", "top_fraction_mask", "top_fraction_masks"]
 
 
@@ -65,7 +67,7 @@ def top_fraction_masks(
     order, so the result for a row does not depend on which rows share its batch only through
     the generator's state (which advances only where ties must be broken)."""
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise InvalidArgumentError(f"fraction must be in (0, 1], got {fraction}")
     g = cams.shape[0]
     flat = cams.reshape(g, -1)
     n = flat.shape[1]

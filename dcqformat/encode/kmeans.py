@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dcqformat.errors import InvalidArgumentError
+
 __all__ = ["KMeansResult", "kmeans", "kmeans_batched", "sq_distances"]
 
 # One-hot and distance temporaries are [B, P, k]; chunk the batch to keep them this small.
@@ -169,22 +171,22 @@ def kmeans_batched(
     (weighted) variance, squared units. Every problem must have positive total weight.
     """
     if x.ndim != 3:
-        raise ValueError(f"kmeans_batched expects x of shape [B, P, D], got {tuple(x.shape)}")
+        raise InvalidArgumentError(f"kmeans_batched expects x of shape [B, P, D], got {tuple(x.shape)}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise InvalidArgumentError(f"k must be >= 1, got {k}")
     if n_init < 1:
-        raise ValueError(f"n_init must be >= 1, got {n_init}")
+        raise InvalidArgumentError(f"n_init must be >= 1, got {n_init}")
     B, P, _ = x.shape
     if weights is None:
         weights = torch.ones(B, P, dtype=x.dtype, device=x.device)
     else:
         if weights.shape != (B, P):
-            raise ValueError(f"weights must have shape {(B, P)}, got {tuple(weights.shape)}")
+            raise InvalidArgumentError(f"weights must have shape {(B, P)}, got {tuple(weights.shape)}")
         weights = weights.to(x.dtype)
         if bool((weights < 0).any()):
-            raise ValueError("weights must be non-negative")
+            raise InvalidArgumentError("weights must be non-negative")
     if bool((weights.sum(1) <= 0).any()):
-        raise ValueError("every k-means problem needs a positive total weight")
+        raise InvalidArgumentError("every k-means problem needs a positive total weight")
     per_row = max(1, P * max(k, 2 + int(math.log(k))))
     step = max(1, _MAX_TEMP_ELEMENTS // per_row)
     parts = [
@@ -213,7 +215,7 @@ def kmeans(
 ) -> KMeansResult:
     """Weighted k-means of ``x [P, D]``; result tensors without the batch axis."""
     if x.ndim != 2:
-        raise ValueError(f"kmeans expects x of shape [P, D], got {tuple(x.shape)}")
+        raise InvalidArgumentError(f"kmeans expects x of shape [P, D], got {tuple(x.shape)}")
     r = kmeans_batched(
         x[None],
         k,

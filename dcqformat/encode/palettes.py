@@ -34,6 +34,7 @@ import torch
 
 from dcqformat.encode.color import from_working_space
 from dcqformat.encode.kmeans import kmeans, kmeans_batched
+from dcqformat.errors import InvalidArgumentError
 
 __all__ = ["image_palettes", "pick_points", "shared_palettes", "palette_to_uint8", "dominant_colours",
            "reserved_colours", "RESERVE_RADIUS"]
@@ -80,9 +81,9 @@ def image_palettes(
     P_b when unweighted).
     """
     if not points:
-        raise ValueError("image_palettes needs at least one image")
+        raise InvalidArgumentError("image_palettes needs at least one image")
     if weights is not None and len(weights) != len(points):
-        raise ValueError(f"image_palettes got {len(points)} point sets but {len(weights)} weight sets")
+        raise InvalidArgumentError(f"image_palettes got {len(points)} point sets but {len(weights)} weight sets")
     dev = points[0].device
     c = points[0].shape[1]
     sel: list[torch.Tensor] = []
@@ -93,9 +94,9 @@ def image_palettes(
         if pw is None:
             pw = torch.ones(n, dtype=torch.float32, device=dev)
         elif pw.shape != (n,):
-            raise ValueError(f"weights[{b}] has shape {tuple(pw.shape)}, expected ({n},)")
+            raise InvalidArgumentError(f"weights[{b}] has shape {tuple(pw.shape)}, expected ({n},)")
         if n == 0 or float(pw.sum()) <= 0:
-            raise ValueError("an image contributed no pixels to its palette")
+            raise InvalidArgumentError("an image contributed no pixels to its palette")
         full = None if sampled_from is None else sampled_from[b]
         if full is not None:  # the caller picked the points (pick_points) before converting
             sel.append(p)

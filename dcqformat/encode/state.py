@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +53,7 @@ from dcqformat.encode.model import ProxyNet, TaskModel
 from dcqformat.encode.model_files import resolve_task_model
 from dcqformat.encode.options import SHARD_PARAMETERS, ConvertOptions
 from dcqformat.errors import InvalidArgumentError, StructureError
+from dcqformat.format.publish import TempFile, publish_error
 
 __all__ = ["FitState", "Share", "parse_shard", "position_runs", "expand_runs",
            "feature_moments", "apply_moments", "proxy_payload", "task_from_payload", "shard_path",
@@ -191,22 +191,22 @@ class FitState:
             out[f"model/{k}"] = v
         return out
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the state atomically (temporary file + rename) and return the path."""
+    def save(self, path: str | os.PathLike[str], overwrite: bool = True) -> Path:
+        """Write the state to a temporary file (anonymous where the system allows) and publish
+        it under ``path`` (replacing it only with ``overwrite``); return the path."""
         target = Path(path)
         meta = {**self.meta, "format": STATE_FORMAT, "version": STATE_VERSION,
                 "fit_sha256": self.digest()}
         arrays = {"meta": np.array(json.dumps(meta, sort_keys=True)), **self._arrays()}
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = TempFile(target)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with tmp.file() as fh:
                 np.savez(fh, **arrays)  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            tmp.publish(overwrite)
+        except OSError as exc:
+            raise publish_error(target, exc) from None
+        finally:
+            tmp.discard()
         self.meta = meta
         return target
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from dcqformat.checks import check_path
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, WriteError
 from dcqformat.format.publish import remove_stale, temp_name
 from dcqformat.format.reader import DCQFile
@@ -91,7 +92,7 @@ def export_imagefolder(f: DCQFile, out_dir: str | os.PathLike[str], *,
     (the source file, and per class its index, name, folder and image count); returns the number
     of images. ``out_dir`` must not exist or be empty; it appears only when complete.
     ``progress(done, total)`` is called after each image."""
-    out = Path(out_dir)
+    out = check_path(out_dir, "out_dir")
     _check_target(out)
     f.check_unchanged()
     folders = class_folders(f.classes)

@@ -190,7 +190,7 @@ def decode_sample(t: MaskTable, i: int, packed: np.ndarray, bits: int, h: int, w
 
 def check_fill(fill: Any) -> str:
     """``fill`` as one of :data:`FILLS`, else :class:`InvalidArgumentError`."""
-    if fill not in FILLS:
+    if not isinstance(fill, str) or fill not in FILLS:
         raise InvalidArgumentError(f"fill must be one of {FILLS}, got {fill!r}")
     return str(fill)
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dcqformat.checks import check_path
 from dcqformat.errors import InvalidArgumentError, ShardMismatchError
 from dcqformat.format.layout import DEFAULT_MAX_PIXELS
 from dcqformat.format.reader import DCQFile
@@ -142,10 +142,16 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     do not belong together and InvalidArgumentError when ``out`` exists (unless ``overwrite``)
     or is one of the shards.
     """
-    if not shards:
+    if isinstance(shards, (str, bytes, os.PathLike)) or not hasattr(shards, "__iter__"):
+        raise InvalidArgumentError(f"shards must be a sequence of paths, got {type(shards).__name__}")
+    try:
+        items = list(shards)
+    except TypeError as exc:  # e.g. a 0-d array
+        raise InvalidArgumentError(f"shards must be a sequence of paths ({exc})") from None
+    paths = [check_path(s, "a shard") for s in items]
+    if not paths:
         raise InvalidArgumentError("merge needs at least one shard file")
-    out_path = Path(out)
-    paths = [Path(s) for s in shards]
+    out_path = check_path(out, "out")
     if any(out_path.resolve() == p.resolve() for p in paths):
         raise InvalidArgumentError(f"output {str(out_path)!r} is one of the shards")
     if out_path.exists() and not overwrite:

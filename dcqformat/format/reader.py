@@ -16,12 +16,11 @@ import operator
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dcqformat.checks import check_int, check_ratio
+from dcqformat.checks import check_int, check_path, check_ratio
 from dcqformat.codecs.palette import decode_into, decode_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import layout as L
@@ -31,6 +30,11 @@ from dcqformat.format.source import MappedPayload, open_source
 from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
 LAYOUTS = ("hwc", "chw")
+
+
+def _check_layout(layout: Any) -> None:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
 
 
 class DCQFile(MappedPayload):
@@ -64,9 +68,7 @@ class DCQFile(MappedPayload):
 
     def __init__(self, path: str | os.PathLike[str], *, check_crc: bool = False,
                  fill: str = "stored", max_pixels: int | None = L.DEFAULT_MAX_PIXELS) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path)
+        self.path = check_path(path, "path")
         self.fill = _masks.check_fill(fill)
         self.check_crc = bool(check_crc)
         self.max_pixels = None if max_pixels is None else check_int(max_pixels, "max_pixels", minimum=1)
@@ -215,6 +217,7 @@ class DCQFile(MappedPayload):
 
     def pixel_mask(self, i: int) -> np.ndarray:
         """Boolean ``[H, W]`` of sample ``i``: True where the pixel was stored (kept patch)."""
+        i = self._index(i)
         h, w, _ = self.shape(i)
         if self._masks is None:
             return np.ones((h, w), bool)
@@ -258,6 +261,7 @@ class DCQFile(MappedPayload):
     def decode(self, i: int, layout: str = "hwc") -> np.ndarray:
         """Decode sample ``i`` to a new uint8 array, H×W×C (``"hwc"``) or C×H×W (``"chw"``)."""
         i = self._index(i)
+        _check_layout(layout)
         h, w, c = self.shape(i)
         out = np.empty((h, w, c) if layout == "hwc" else (c, h, w), dtype=np.uint8)
         self.decode_into(i, out, layout=layout)
@@ -272,8 +276,7 @@ class DCQFile(MappedPayload):
         """
         i = self._index(i)
         pal = None if palette is None else self._check_palette(palette)
-        if layout not in LAYOUTS:
-            raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        _check_layout(layout)
         h, w, c = self.shape(i)
         want = (h, w, c) if layout == "hwc" else (c, h, w)
         if not isinstance(out, np.ndarray):
@@ -343,8 +346,7 @@ class DCQFile(MappedPayload):
         encoding (raw: one Numba call; zstd: one frame check, one batched decompression, one
         Numba call; ctx: one Numba call); with masks it decodes sample by sample.
         """
-        if layout not in LAYOUTS:
-            raise InvalidArgumentError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        _check_layout(layout)
         idx = self._indices(indices)
         m = self._meta
         c = m.channels
@@ -381,7 +383,12 @@ class DCQFile(MappedPayload):
                 bad = int(idx[(idx < -n) | (idx >= n)][0])
                 raise IndexError(f"sample index {bad} out of range for {n} samples in {self.path}")
             return np.where(idx < 0, idx + n, idx)
-        return np.array([self._index(int(i)) for i in indices], dtype=np.int64)
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
+                                       f"{type(indices).__name__}")
+        if isinstance(indices, np.ndarray):
+            indices = indices.reshape(-1).tolist()
+        return np.array([self._index(i) for i in indices], dtype=np.int64)
 
     def _batch_payload(self, idx: np.ndarray) -> np.ndarray:
         """The payload view, after the per-sample CRC-32 checks of ``idx`` if ``check_crc``."""
@@ -475,7 +482,7 @@ class DCQFile(MappedPayload):
     def selection_indices(self, name: str, fraction: float | None = None) -> np.ndarray:
         """Sample indices of the stored selection ``name``, or a class-balanced nested prefix
         of its ranking holding ``fraction`` of all samples."""
-        sel = self._meta.selections.get(name)
+        sel = self._meta.selections.get(name) if isinstance(name, str) else None
         if sel is None:
             raise InvalidArgumentError(
                 f"{self.path}: no selection named {name!r}; stored: {sorted(self._meta.selections)}")

@@ -84,6 +84,8 @@ def _open_regular(path: Path, where: str) -> tuple[int, os.stat_result]:
         raise NotADcqFileError(f"{where}: is a directory, not a .dcq file") from None
     except OSError as exc:
         raise NotADcqFileError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise NotADcqFileError(f"{where!r}: not a usable path (it holds a NUL byte)") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -100,7 +102,8 @@ def open_source(path: Path) -> Source:
     try:
         if st.st_size == 0:
             raise NotADcqFileError(f"{where}: the file is empty (0 bytes), expected an HDF5 .dcq file")
-        head = os.pread(fd, 8, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        head = os.read(fd, 8)
         if head != HDF5_SIGNATURE:
             raise NotADcqFileError(
                 f"{where}: not an HDF5 file (first bytes {head!r}, expected the HDF5 signature "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dcqformat.codecs.bitpack import padding_is_zero
-from dcqformat.errors import ChecksumMismatchError, StructureError
+from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, StructureError
 
 if TYPE_CHECKING:
     from dcqformat.format.reader import DCQFile
@@ -45,6 +45,8 @@ def verify_file(f: DCQFile, progress: Callable[[int, int], None] | None = None) 
     """Check that the path still names the opened file, the whole-payload checksum, and every
     sample (:func:`verify_sample`); ``progress(done, total)`` after each sample. A
     ``KeyboardInterrupt`` simply stops it (nothing is written)."""
+    if progress is not None and not callable(progress):
+        raise InvalidArgumentError(f"progress must be a callable or None, got {type(progress).__name__}")
     f.check_unchanged()
     m = f.metadata
     crc = payload_crc32(f)

@@ -47,7 +47,11 @@ def check_class_names(classes: Any) -> list[str]:
     if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
         raise InvalidArgumentError(
             f"classes must be a sequence of class names, got {type(classes).__name__} {classes!r}")
-    names = [utf8_text(str(c), "class name") for c in classes]
+    try:
+        items = list(classes)
+    except TypeError as exc:  # e.g. a 0-d array
+        raise InvalidArgumentError(f"classes must be a sequence of class names ({exc})") from None
+    names = [utf8_text(str(c), "class name") for c in items]
     if not names:
         raise InvalidArgumentError("classes must name at least one class, got an empty list")
     bad = [c for c in names if not c or "\n" in c or "\0" in c]

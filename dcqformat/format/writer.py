@@ -18,7 +18,6 @@ import os
 import zlib
 from array import array
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -26,7 +25,7 @@ import h5py
 import numpy as np
 
 from dcqformat._version import __version__
-from dcqformat.checks import check_int
+from dcqformat.checks import check_choice, check_int, check_path
 from dcqformat.codecs.bitpack import pack_indices
 from dcqformat.errors import InvalidArgumentError, WriteError
 from dcqformat.format import ctx as C
@@ -107,19 +106,16 @@ class DCQWriter:
         ctx_models: str = "auto",
     ) -> None:
         bits = check_int(bits, "bits", minimum=1, maximum=8)
-        if isinstance(channels, bool) or channels not in (1, 3):
-            raise InvalidArgumentError(f"channels must be 1 or 3, got {channels!r}")
+        channels = check_int(channels, "channels", minimum=1, maximum=3)
+        if channels == 2:
+            raise InvalidArgumentError("channels must be 1 or 3, got 2")
         classes = check_class_names(classes)
         k = (1 << bits) if palette_size is None else check_int(
             palette_size, f"palette_size (for bits={bits})", minimum=1, maximum=1 << bits)
-        if payload_encoding not in L.PAYLOAD_ENCODINGS:
-            raise InvalidArgumentError(
-                f"payload_encoding must be one of {L.PAYLOAD_ENCODINGS}, got {payload_encoding!r}")
-        if ctx_models not in ("auto", *C.MODEL_KINDS):
-            raise InvalidArgumentError(f"ctx_models must be 'auto', 'file' or 'cluster', got {ctx_models!r}")
-        if not isinstance(path, (str, os.PathLike)):
-            raise InvalidArgumentError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path)
+        check_choice(payload_encoding, "payload_encoding", L.PAYLOAD_ENCODINGS)
+        check_choice(ctx_models, "ctx_models", ("auto", *C.MODEL_KINDS))
+        zstd_level = check_int(zstd_level, "zstd_level", minimum=-(1 << 17), maximum=22)
+        self.path = check_path(path, "path")
         if self.path.is_dir():
             raise InvalidArgumentError(f"output path {str(self.path)!r} is a directory")
         if not self.path.parent.is_dir():

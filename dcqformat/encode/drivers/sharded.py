@@ -173,7 +173,7 @@ def _fit(src: Any, prep: Prepared, labels: Any, classes: Sequence[str] | None) -
         stats = refine(ctx, a, clusters.groups, table, channels)
         state = fit_state(ctx, a, clusters, table, stats, task, model_id, channels,
                           table.reserved_count, source_record(ctx, a))
-        state.save(prep.dst)
+        state.save(prep.dst, overwrite=ctx.opts.overwrite)
         return fit_summary(ctx, state, prep.dst, prep.dst.stat().st_size)
 
 

@@ -206,7 +206,7 @@ def _fit_and_write(ctx: RunContext, prep: Prepared, dist: DistContext, share: Sh
         state = fit_state(ctx, a, clusters, table, stats, task, model_id, channels, reserved,
                           source)
         if dist.is_root:
-            state.save(prep.dst)
+            state.save(prep.dst, overwrite=ctx.opts.overwrite)
         return fit_summary(ctx, state, prep.dst,
                            prep.dst.stat().st_size if prep.dst.exists() else 0)
     rec = RunRecord(a, channels, int(table.palettes.shape[0]), reserved, model_id, stats, source)

@@ -100,6 +100,7 @@ def write(ctx: RunContext, dst: Path, analysis: Analysis, write_at: Sequence[int
     with ctx.timer.stage("write"):
         writer = DCQWriter(dst, o.bits, channels, list(ctx.source.classes),
                            payload_encoding=o.payload_encoding, zstd_level=o.zstd_level,
+                           overwrite=o.overwrite,
                            patch_size=None if dropper is None else dropper.patch_size)
         with writer as w:
             batches = _Batches(ctx, w, analysis, groups, table, task, dropper, refine_stats,
