@@ -66,6 +66,9 @@ def storage_report(f: DCQFile) -> dict[str, Any]:
     sizes = Counter(zip(m.height.tolist(), m.width.tolist(), strict=False))
     report["image_sizes"] = {f"{h}x{w}": c for (h, w), c in sizes.most_common(10)}
     report["distinct_image_sizes"] = len(sizes)
+    if m.original_height is not None and m.original_width is not None:
+        orig = Counter(zip(m.original_height.tolist(), m.original_width.tolist(), strict=True))
+        report["original_sizes"] = {f"{h}x{w}": c for (h, w), c in orig.most_common(10)}
     report["selections"] = {
         name: {"size": int(np.asarray(s["selected"]).size), **s["attrs"]}
         for name, s in m.selections.items()
@@ -181,4 +184,23 @@ def format_report(report: dict[str, Any]) -> str:
         params = r["provenance"].get("parameters", {k: v for k, v in r["provenance"].items()
                                                     if not isinstance(v, (list, dict))})
         lines.append(f"  parameters: {params}")
+        lines.extend(_budget_lines(r["provenance"].get("budget_plan")))
+    if r.get("original_sizes"):
+        lines.append(f"  original sizes recorded (spec §15): {r['original_sizes']}")
     return "\n".join(lines)
+
+
+def _budget_lines(plan: Any) -> list[str]:
+    """What ``convert --budget`` chose and what it weighed (from the provenance)."""
+    if not isinstance(plan, dict) or not isinstance(plan.get("chosen"), dict):
+        return []
+    c = plan["chosen"]
+    est = c.get("estimate")
+    out = [f"  budget plan: {c.get('name')} for a budget of {plan.get('budget')} B "
+           f"(predicted {c.get('bytes')} B ± {c.get('error_95')}; estimate "
+           f"{'n/a' if est is None else f'{100 * est:.1f} %'})"]
+    for f in plan.get("finalists", [])[:6]:
+        if f.get("name") != c.get("name") and f.get("estimate") is not None:
+            out.append(f"    also weighed: {f.get('name')} ({f.get('bytes')} B, estimate "
+                       f"{100 * f['estimate']:.1f} %)")
+    return out
