@@ -121,3 +121,14 @@ def test_scale_stores_smaller_images(folder: Path, tmp_path: Path) -> None:
         convert(folder, tmp_path / "x.dcq", scale=0.0, **FAST)
     with pytest.raises(InvalidArgumentError, match="scale"):
         convert(folder, tmp_path / "x.dcq", scale=1.5, **FAST)
+
+
+def test_patch_dropping_is_never_assumed_to_save_bytes() -> None:
+    from dcqformat.encode.planner.choose import _predict  # noqa: PLC2701 (the rule itself)
+
+    drop, plain = Plan(bits=3, patch_drop="spd"), Plan(bits=3)
+    small = Measured(drop, 100, 0, 100.0, 10.0, 10.0, 1000.0, 0.0)
+    big = Measured(plain, 100, 0, 300.0, 30.0, 10.0, 1000.0, 0.0)
+    measured = {drop.encoding_key: small, plain.encoding_key: big}
+    assert _predict(drop, measured, 1000) == big.predict(1000, 1.0)
+    assert _predict(plain, measured, 1000) == big.predict(1000, 1.0)

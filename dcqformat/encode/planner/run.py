@@ -31,7 +31,7 @@ class BudgetResult:
 def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
                           plan_only: bool = False, settings: PlanSettings | None = None,
                           grid: Sequence[Plan] | None = None,
-                          tries: int = 3, labels: Any = None, classes: Sequence[str] | None = None,
+                          tries: int = 4, labels: Any = None, classes: Sequence[str] | None = None,
                           log: Callable[[str], None] | None = None, **options: Any
                           ) -> BudgetResult:
     """Plan (:func:`~.choose.make_plan`) and, unless ``plan_only``, convert ``src`` to ``dst``
@@ -51,10 +51,10 @@ def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
         return BudgetResult(report)
     queue = report.finalists()
     tried: list[dict[str, Any]] = []
-    correction = 1.0
+    correction: dict[Any, float] = {}  # measured/predicted bytes per lever family
     while queue and len(tried) < tries:
         cand = queue.pop(0)
-        if cand.bytes * correction + cand.error > report.budget:
+        if cand.bytes * correction.get(_family(cand.plan), 1.0) + cand.error > report.budget:
             continue
         tmp = target.with_name(temp_name(target))
         say(f"converting with {cand.plan.name()} (predicted {format_bytes(cand.bytes)})")
@@ -68,9 +68,10 @@ def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
             if size <= report.budget:
                 move_into_place(tmp, target, overwrite)
                 return BudgetResult(report, replace(summary, path=str(target)), tried)
-            correction = max(correction, size / cand.bytes)
+            fam = _family(cand.plan)
+            correction[fam] = max(correction.get(fam, 1.0), size / cand.bytes)
             say(f"  {size:,} B is over the budget: the prediction was {cand.bytes:,.0f} B; "
-                f"re-planning with bytes x {correction:.3f}")
+                f"re-planning with bytes x {correction[fam]:.3f} for plans like it")
         finally:
             tmp.unlink(missing_ok=True)
     raise InvalidArgumentError(
@@ -78,3 +79,7 @@ def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
         f"{tried or 'none: every finalist predicted over the budget'}); raise the budget")
 
 
+def _family(plan: Plan) -> tuple[Any, ...]:
+    """Plans whose byte predictions err alike: the same palettes and patch dropping (a sample
+    drops more patches than the whole set, since SPD's class thresholds grow on fewer images)."""
+    return (plan.palette, plan.patch_drop)
