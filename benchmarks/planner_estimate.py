@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--probe", required=True, help="the probe run's JSON")
     ap.add_argument("--train-folder", required=True, help="the probe's training ImageFolder")
-    ap.add_argument("--settings", default="1seed:epochs=12,seeds=0;2seeds:epochs=12,seeds=0+1",
+    ap.add_argument("--settings", default="1seed:epochs=12,seeds=0;2seeds (the default):epochs=12,seeds=0+1",
                     help="NAME:epochs=E,seeds=A+B;... estimate settings to compare")
     ap.add_argument("--sample", type=int, default=400)
     ap.add_argument("--out", default=None)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,9 @@ class PlanSettings:
     sample: int = 400
     test: int = 300
     evaluate: int = 12
-    resolution: int = 32
+    resolution: int | None = None  # None: min(32, the sample's median shorter side)
     epochs: int = 12
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = (0, 1)
     large_clusters: int = 64
     evaluate_all: bool = False  # score every plan of the grid (to validate the estimate)
 
@@ -125,17 +125,19 @@ class PlanReport:
 
 
 def _sample_proxy(source: ImageSource, positions: np.ndarray, opts: ConvertOptions
-                  ) -> tuple[TaskModel, int]:
-    """One proxy for every sample conversion, and the channel count of the data."""
+                  ) -> tuple[TaskModel, int, int]:
+    """One proxy for every sample conversion, the channel count of the data and the sample's
+    median shorter side."""
     lo = _load_options(opts)
     arrays = [source.load(int(p), lo) for p in positions]
     channels = 1 if all(is_grey(a) for a in arrays) else 3
+    side = int(np.median([min(a.shape[:2]) for a in arrays]))
     thumbs = torch.stack([thumbnail(to_channels(a, channels), opts.proxy_resolution)
                           for a in arrays])
     labels = torch.from_numpy(source.labels[positions])
     task = train_proxy(thumbs, labels, len(source.classes), epochs=max(1, opts.epochs),
                        seed=opts.seed)
-    return task, channels
+    return task, channels, side
 
 
 def _measure_all(sub: SubsetSource, grid: Sequence[Plan], opts: ConvertOptions,
@@ -173,7 +175,9 @@ def make_plan(src: Any, budget: Any, *, settings: PlanSettings | None = None,
     if len(test_pos) == 0:
         raise InvalidArgumentError(f"{len(source)} images are too few to plan with (a sample "
                                    "for encoding and a held-out sample for the estimate)")
-    task, channels = _sample_proxy(source, train_pos, opts)
+    task, channels, side = _sample_proxy(source, train_pos, opts)
+    res = min(32, side) if st.resolution is None else st.resolution
+    st = replace(st, resolution=res)  # the estimate trains at the data's own size, <= 32 px
     plans = list(grid or candidate_grid(st.large_clusters))
     with tempfile.TemporaryDirectory(prefix="dcq-plan-", dir=workdir) as tmp:
         measured = _measure_all(SubsetSource(source, train_pos), plans, opts, task, Path(tmp),
@@ -184,7 +188,7 @@ def make_plan(src: Any, budget: Any, *, settings: PlanSettings | None = None,
             b, e = _predict(p, measured, len(source))
             cands.append(Candidate(p, b, e, b + e <= total))
         finalists = cands if st.evaluate_all else _finalists(cands, st.evaluate)
-        test = original_thumbnails(source, test_pos, st.resolution, channels,
+        test = original_thumbnails(source, test_pos, res, channels,
                                    _load_options(opts))
         for c in finalists:
             c.estimate = _estimate(c, measured, test, len(source.classes), st)
@@ -201,7 +205,7 @@ def _estimate(c: Candidate, measured: dict[tuple[Any, ...], Measured],
               ) -> float:
     path = measured[c.plan.encoding_key].path
     assert path is not None
-    train = decoded_thumbnails(path, st.resolution)
+    train = decoded_thumbnails(path, st.resolution or 32)
     return estimate_accuracy(train, test, n_classes, fraction=c.plan.fraction,
                              epochs=st.epochs, seeds=st.seeds)
 

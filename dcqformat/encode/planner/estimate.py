@@ -1,5 +1,7 @@
 """The planner's training-value estimate: how well does a model trained on a plan's decoded
-images classify held-out ORIGINAL images?
+images classify held-out ORIGINAL images? (``resolution`` defaults to the data's own size,
+at most 32 px: upsampling the originals for the test would blur away what a lower stored
+resolution loses; two training seeds by default.)
 
 A small residual CNN (the encoder's own proxy, :func:`~dcqformat.encode.model.train_proxy`:
 AdamW, cosine schedule, flips and shifts, deterministic on the CPU) is trained on thumbnails
