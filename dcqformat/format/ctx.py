@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import h5py
 
     from dcqformat.format.validate import FileMetadata
+    from dcqformat.format.vlen import StringAttributes
 
 #: Most frequencies (rows x K) a file's models may hold: 32 MiB stored, 64 MiB of tables.
 MAX_MODEL_ENTRIES = 1 << 24
@@ -68,25 +69,16 @@ def kept_rects(h: int, w: int, p: int, keep: np.ndarray) -> np.ndarray:
     return np.stack([heights, widths], axis=1).astype(np.int64).reshape(-1, 2)
 
 
-def _str_attr(group: h5py.Group, name: str, where: str) -> str:
-    if name not in group.attrs:
-        raise StructureError(f"{where}: '/{GROUP}' attribute {name!r} is missing")
-    value = group.attrs[name]
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        raise StructureError(f"{where}: '/{GROUP}' attribute {name!r} must be a string, found {value!r}")
-    return value
-
-
-def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
+def read_ctx(h5: h5py.File, meta: FileMetadata, strings: StringAttributes, features: list[str],
              sections: dict[str, int]) -> CtxSection | None:
     """Validate ``/ctx`` against ``meta`` (samples already range-checked); None for a file
-    that does not use the ctx encoding. Raises StructureError naming what was found."""
+    that does not use the ctx encoding. ``strings`` reads the file's string attributes within
+    bounds. Raises StructureError naming what was found."""
     import h5py
 
     from dcqformat.format import h5checks as H
 
+    where = strings.where
     listed = FEATURE in features
     if meta.payload_encoding != ENCODING:
         if listed:
@@ -99,18 +91,19 @@ def read_ctx(h5: h5py.File, meta: FileMetadata, where: str, features: list[str],
     group = h5.get(GROUP)
     if not isinstance(group, h5py.Group):
         raise StructureError(f"{where}: payload_encoding {ENCODING!r} needs the group '/{GROUP}'")
-    kind = _str_attr(group, ATTR_MODELS, where)
+    kind = strings.one(group, ATTR_MODELS, f"'/{GROUP}' attribute {ATTR_MODELS!r}")
     if kind not in MODEL_KINDS:
         raise StructureError(f"{where}: '/{GROUP}' attribute {ATTR_MODELS!r} must be one of "
                              f"{MODEL_KINDS}, found {kind!r}")
-    context = _str_attr(group, ATTR_CONTEXT, where)
+    context = strings.one(group, ATTR_CONTEXT, f"'/{GROUP}' attribute {ATTR_CONTEXT!r}")
     if context != CONTEXT_NAME:
         raise StructureError(f"{where}: '/{GROUP}' attribute {ATTR_CONTEXT!r} must be "
                              f"{CONTEXT_NAME!r}, found {context!r}")
-    raw_bits = np.asarray(group.attrs.get(ATTR_PROB_BITS, -1))
-    if raw_bits.shape != () or not np.issubdtype(raw_bits.dtype, np.integer) or int(raw_bits) != PROB_BITS:
-        raise StructureError(f"{where}: '/{GROUP}' attribute {ATTR_PROB_BITS!r} must be "
-                             f"{PROB_BITS}, found {raw_bits!r}")
+    what = f"'/{GROUP}' attribute {ATTR_PROB_BITS!r}"
+    raw_bits = H.numeric_attribute(group, ATTR_PROB_BITS, where, what)
+    if raw_bits is None or raw_bits.shape != () or raw_bits.dtype.kind not in "iu" or int(raw_bits) != PROB_BITS:
+        found = H.describe_attribute(group, ATTR_PROB_BITS) if raw_bits is None else repr(raw_bits)
+        raise StructureError(f"{where}: {what} must be {PROB_BITS}, found {found}")
     num_models = 1 if kind == "file" else int(meta.palettes.shape[0])
     if num_models * 1024 > MAX_MODEL_SLOTS:
         raise StructureError(f"{where}: {num_models} cluster models exceed the limit of "

@@ -35,7 +35,7 @@ from dcqformat.format import layout as L
 from dcqformat.format.gheap import Objects, global_heaps
 from dcqformat.format.original_sizes import read_original_sizes
 from dcqformat.format.source import Source
-from dcqformat.format.vlen import read_string_attribute, read_string_dataset
+from dcqformat.format.vlen import StringAttributes, read_string_dataset
 
 
 @dataclass
@@ -83,6 +83,11 @@ class _Context:
     source: Source
     heaps: dict[int, Objects]
     sections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def strings(self) -> StringAttributes:
+        """The bounded reader of this file's string attributes."""
+        return StringAttributes(self.source.mm, self.heaps, self.file_size, self.where)
 
 
 def read_metadata(source: Source) -> FileMetadata:
@@ -136,29 +141,12 @@ def _int_attr(ctx: _Context, name: str, lo: int, hi: int) -> int:
 
 
 def _strings_attr(ctx: _Context, name: str) -> tuple[list[str], tuple[int, ...] | None]:
-    """The values of a string attribute (fixed-length or variable-length) and its shape."""
-    h5, what = ctx.h5, f"root attribute {name!r}"
-    if name not in h5.attrs:
-        raise StructureError(f"{ctx.where}: {what} is missing")
-    aid = h5.attrs.get_id(name)
-    info = h5py.check_string_dtype(aid.dtype)
-    if info is None:
-        raise StructureError(f"{ctx.where}: {what} must be a string, found {H.describe_attribute(h5, name)}")
-    if info.length is None:
-        raw = read_string_attribute(h5, name, ctx.source.mm, ctx.heaps, ctx.file_size, ctx.where)
-    else:
-        count = int(np.prod(aid.shape)) if aid.shape is not None else 0
-        if count * aid.dtype.itemsize > 1 << 16:
-            raise StructureError(f"{ctx.where}: {what} holds {count} strings of {aid.dtype.itemsize} bytes")
-        raw = [bytes(v) for v in np.asarray(h5.attrs[name], dtype=aid.dtype).ravel()]
-    return [v.rstrip(b"\0").decode("utf-8", "replace") for v in raw], aid.shape
+    """The values of a root string attribute (fixed-length or variable-length) and its shape."""
+    return ctx.strings.values(ctx.h5, name, f"root attribute {name!r}")
 
 
 def _str_attr(ctx: _Context, name: str) -> str:
-    values, shape = _strings_attr(ctx, name)
-    if shape != ():
-        raise StructureError(f"{ctx.where}: root attribute {name!r} must be one string, found shape {shape}")
-    return values[0]
+    return ctx.strings.one(ctx.h5, name, f"root attribute {name!r}")
 
 
 def _check_header(ctx: _Context) -> tuple[tuple[int, int], list[str]]:
@@ -344,7 +332,7 @@ def _read(ctx: _Context) -> FileMetadata:
         from dcqformat.format.masks import read_masks
         meta.masks = read_masks(h5, meta, where, features, ctx.sections)
     from dcqformat.format.ctx import read_ctx
-    meta.ctx = read_ctx(h5, meta, where, features, ctx.sections)
+    meta.ctx = read_ctx(h5, meta, ctx.strings, features, ctx.sections)
     sizes = read_original_sizes(group, n, where, ctx.sections, ctx.file_size)
     if sizes is not None:
         meta.original_height, meta.original_width = sizes

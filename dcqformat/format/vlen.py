@@ -10,8 +10,8 @@ walked, so every string is bounded by an object that lies inside the file:
 
 - :func:`read_string_dataset` for ``/classes``: the descriptors are the dataset's raw bytes,
   which a contiguous layout without filters puts at a known offset (spec §4);
-- :func:`read_string_attribute` for the root's string attributes: the descriptors sit in the
-  attribute message that :mod:`dcqformat.format.h5attrs` locates exactly as HDF5 does (object
+- :func:`read_string_attribute` for string attributes (the root's, ``/ctx``'s): the descriptors
+  sit in the attribute message that :mod:`dcqformat.format.h5attrs` locates exactly as HDF5 does (object
   header, or the dense storage's name index and fractal heap).
 
 A descriptor must point at a live object of a walked collection whose size equals its declared
@@ -23,6 +23,7 @@ from __future__ import annotations
 import mmap
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -34,6 +35,8 @@ from dcqformat.format.h5attrs import attribute_message, vlen_string_descriptors
 _DESCRIPTOR = struct.Struct("<IQI")  # length, collection address, object index
 #: Most elements a string attribute may hold (must_understand lists a few feature names).
 MAX_ATTRIBUTE_STRINGS = 4096
+#: Most bytes a fixed-length string attribute may hold in all.
+MAX_FIXED_STRING_BYTES = 1 << 16
 
 Buffer = bytes | mmap.mmap
 
@@ -110,3 +113,43 @@ def read_string_attribute(obj: h5py.HLObject, name: str, buf: Buffer, heaps: dic
     start, length = attribute_message(buf, file_size, header, name, where)
     found = vlen_string_descriptors(buf, file_size, start, length, count, where)
     return resolve(buf, found, heaps, file_size, what)
+
+
+@dataclass(frozen=True)
+class StringAttributes:
+    """Reads the string attributes of one open file, never trusting HDF5 with a declared size:
+    a variable-length value through :func:`read_string_attribute`, a fixed-length one only when
+    its shape and item size bound it (an attribute's dataspace is in its header: damaged, it can
+    declare billions of elements, which HDF5 would allocate before reading)."""
+
+    buf: Buffer
+    heaps: dict[int, Objects]
+    file_size: int
+    where: str
+
+    def values(self, obj: h5py.HLObject, name: str, what: str) -> tuple[list[str], tuple[int, ...] | None]:
+        """The values of string attribute ``name`` of ``obj`` (UTF-8, NULs stripped) and its
+        shape; StructureError naming ``what`` when it is missing, not a string or too large."""
+        if name not in obj.attrs:
+            raise StructureError(f"{self.where}: {what} is missing")
+        aid = obj.attrs.get_id(name)
+        info = h5py.check_string_dtype(aid.dtype)
+        if info is None:
+            raise StructureError(f"{self.where}: {what} must be a string, found a {aid.dtype} "
+                                 f"attribute of shape {aid.shape}")
+        if info.length is None:
+            raw = read_string_attribute(obj, name, self.buf, self.heaps, self.file_size, self.where)
+        else:
+            count = int(np.prod(aid.shape)) if aid.shape is not None else 0
+            if count * aid.dtype.itemsize > MAX_FIXED_STRING_BYTES:
+                raise StructureError(f"{self.where}: {what} holds {count} strings of "
+                                     f"{aid.dtype.itemsize} bytes")
+            raw = [bytes(v) for v in np.asarray(obj.attrs[name], dtype=aid.dtype).ravel()]
+        return [v.rstrip(b"\0").decode("utf-8", "replace") for v in raw], aid.shape
+
+    def one(self, obj: h5py.HLObject, name: str, what: str) -> str:
+        """The value of scalar string attribute ``name`` of ``obj``."""
+        values, shape = self.values(obj, name, what)
+        if shape != ():
+            raise StructureError(f"{self.where}: {what} must be one string, found shape {shape}")
+        return values[0]

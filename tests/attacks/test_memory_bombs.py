@@ -81,18 +81,21 @@ def _earliest_copy(src: Path, dst: Path) -> None:
                 for k in obj.attrs:
                     nd.attrs[k] = obj.attrs[k]
             else:
-                d.require_group(name)
+                g = d.require_group(name)
+                for k in obj.attrs:  # type: ignore[attr-defined]
+                    g.attrs[k] = obj.attrs[k]  # type: ignore[attr-defined]
         s.visititems(copy)
 
 
-@pytest.mark.parametrize("name", ["payload_encoding", "dcq_format", "created_by"])
-def test_string_attribute_descriptor_length_bomb(tmp_path: Path, small: Path, name: str) -> None:
+def _bomb_string_attribute(src: Path, tmp_path: Path, group: str, name: str) -> Path:
+    """An earliest-format copy of ``src`` whose vlen string attribute ``name`` of ``group``
+    declares 0xFFFFFFF0 bytes (its descriptor edited; no checksum covers it)."""
     early = tmp_path / "early.dcq"
-    _earliest_copy(small, early)
+    _earliest_copy(src, early)
     DCQFile(early).verify()  # the copy itself is a valid file
     data = bytearray(early.read_bytes())
     with h5py.File(early, "r") as h5:
-        value = h5.attrs[name]
+        value = h5[group].attrs[name]
     text = value.encode() if isinstance(value, str) else bytes(value)
     gcol = data.find(b"GCOL\x01")
     index = next(j for j in range(1, 64) if _object(bytes(data), gcol, j) == text)
@@ -101,8 +104,25 @@ def test_string_attribute_descriptor_length_bomb(tmp_path: Path, small: Path, na
     struct.pack_into("<I", data, pos, 0xFFFFFFF0)
     bomb = tmp_path / "attr_bomb.dcq"
     bomb.write_bytes(bytes(data))
+    return bomb
+
+
+@pytest.mark.parametrize("name", ["payload_encoding", "dcq_format", "created_by"])
+def test_string_attribute_descriptor_length_bomb(tmp_path: Path, small: Path, name: str) -> None:
+    bomb = _bomb_string_attribute(small, tmp_path, "/", name)
     verdict, grew = _grew_mib(bomb, tmp_path)
     assert verdict.startswith("refused:"), verdict
+    assert grew < 64, f"opening a {bomb.stat().st_size} B file grew the peak memory by {grew} MiB"
+
+
+@pytest.mark.parametrize("name", ["models", "context"])
+def test_ctx_string_attribute_descriptor_length_bomb(tmp_path: Path, name: str) -> None:
+    """Found by CI's slow fuzzing (seed 20261202, case 1489): ``/ctx``'s string attributes went
+    through HDF5's conversion, which allocated the declared 2.9 GB before it failed."""
+    vector = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "valid" / "q8_grey_ctx.dcq"
+    bomb = _bomb_string_attribute(vector, tmp_path, "/ctx", name)
+    verdict, grew = _grew_mib(bomb, tmp_path)
+    assert verdict.startswith("refused:") and repr(name) in verdict, verdict
     assert grew < 64, f"opening a {bomb.stat().st_size} B file grew the peak memory by {grew} MiB"
 
 
