@@ -132,3 +132,29 @@ def test_patch_dropping_is_never_assumed_to_save_bytes() -> None:
     measured = {drop.encoding_key: small, plain.encoding_key: big}
     assert _predict(drop, measured, 1000) == big.predict(1000, 1.0)
     assert _predict(plain, measured, 1000) == big.predict(1000, 1.0)
+
+
+def test_the_budget_sets_each_encodings_share() -> None:
+    from dcqformat.encode.planner.choose import MIN_SHARE, largest_share
+
+    plan = Plan(bits=2)
+    m = Measured(plan, images=100, file_bytes=0, payload_mean=200.0, payload_std=0.0,
+                 per_sample=20.0, fixed=5000.0, seconds=0.0)
+    measured = {plan.encoding_key: m}
+    assert largest_share(plan, measured, 1000, 5000 + 1000 * 220) == 1.0
+    # just under the full file: 93 % of the images (each kept image costs 236 B with its selection)
+    share = largest_share(plan, measured, 1000, 5000 + 1000 * 220 - 1)
+    assert share == 0.93 and m.predict(1000, 0.93)[0] <= 225_000 - 1 < m.predict(1000, 0.94)[0]
+    assert largest_share(plan, measured, 1000, 5000 + 250 * 236) == MIN_SHARE == 0.25
+    assert largest_share(plan, measured, 1000, 5000 + 250 * 236 - 1) is None
+
+
+def test_an_overshooting_plan_is_retried_with_a_smaller_share() -> None:
+    from dcqformat.encode.planner.choose import Candidate
+    from dcqformat.encode.planner.run import _cut_share  # noqa: PLC2701 (the rule itself)
+
+    cand = Candidate(Plan(bits=2, fraction=0.9), bytes=90_000, error=1_000, fits=True, estimate=0.5)
+    smaller = _cut_share(cand, 110_000, 100_000)
+    assert smaller is not None and smaller.plan.fraction == 0.81 and smaller.estimate == 0.5
+    assert smaller.bytes * (110_000 / 90_000) + smaller.error <= 100_000
+    assert _cut_share(cand, 400_000, 100_000) is None  # below a quarter of the images

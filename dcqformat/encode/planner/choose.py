@@ -6,12 +6,16 @@
    with one proxy model trained on it, and each file's exact bytes give the plan's bytes for
    the whole source, with a 95 % error (:mod:`.measure`). A plan *fits* when bytes + error are
    within the budget.
-3. For each encoding the largest fitting image share is a finalist; the ``evaluate`` finalists
-   with the most bytes get the training-value estimate (:mod:`.estimate`).
+3. For each encoding the largest image share that fits is a finalist: the budget, not the
+   grid, sets it (:func:`largest_share`: the largest share in steps of 1/100, at least 1/4,
+   whose bytes + error are within the budget; the grid's shares are shown beside it). The
+   ``evaluate`` finalists with the most bytes get the training-value estimate
+   (:mod:`.estimate`).
 4. The best estimate wins (ties: fewer bytes). The conversion writes a temporary file; if it
-   is over the budget after all, the next finalist whose bytes, corrected by the measured error
-   of the first, fit is converted instead (at most ``tries`` conversions), so the published file
-   never exceeds the budget. The plan, its estimate and the alternatives are stored in the
+   is over the budget after all, the same plan with its share cut by the measured excess is
+   tried next (a coreset keeps the images that differ most, which cost more than the mean), then
+   the next finalist whose bytes, corrected by the measured error, fit (at most ``tries``
+   conversions), so the published file never exceeds the budget. The plan, its estimate and the alternatives are stored in the
    file's provenance (``budget_plan``), which ``dcqformat info`` shows.
 """
 
@@ -42,7 +46,11 @@ from dcqformat.encode.sources import ImageSource, SubsetSource, open_source
 from dcqformat.encode.stages.proxy import thumbnail
 from dcqformat.errors import InvalidArgumentError
 
-__all__ = ["Candidate", "PlanReport", "make_plan", "PlanSettings"]
+__all__ = ["Candidate", "PlanReport", "make_plan", "PlanSettings", "largest_share",
+           "MIN_SHARE"]
+
+#: The smallest image share the planner fills a budget with.
+MIN_SHARE = 0.25
 
 
 @dataclass
@@ -187,6 +195,7 @@ def make_plan(src: Any, budget: Any, *, settings: PlanSettings | None = None,
         for p in plans:
             b, e = _predict(p, measured, len(source))
             cands.append(Candidate(p, b, e, b + e <= total))
+        cands += _filled(plans, measured, len(source), total)
         finalists = cands if st.evaluate_all else _finalists(cands, st.evaluate)
         test = original_thumbnails(source, test_pos, res, channels,
                                    _load_options(opts))
@@ -222,6 +231,35 @@ def _predict(plan: Plan, measured: dict[tuple[Any, ...], Measured], n: int
             b2, e2 = measured[plain].predict(n, plan.fraction)
             b, e = max(b, b2), max(e, e2)
     return b, e
+
+
+def largest_share(plan: Plan, measured: dict[tuple[Any, ...], Measured], n: int, budget: int
+                  ) -> float | None:
+    """The largest image share of ``plan``'s encoding (1, or in steps of 1/100 down to
+    :data:`MIN_SHARE`) whose predicted bytes + error are within ``budget``; None if none is."""
+    for share in [1.0] + [k / 100 for k in range(99, round(100 * MIN_SHARE) - 1, -1)]:
+        b, e = _predict(replace(plan, fraction=share), measured, n)
+        if b + e <= budget:
+            return share
+    return None
+
+
+def _filled(plans: Sequence[Plan], measured: dict[tuple[Any, ...], Measured], n: int,
+            budget: int) -> list[Candidate]:
+    """Per encoding, the plan at its largest fitting share when the grid does not hold it."""
+    out: list[Candidate] = []
+    seen: set[tuple[Any, ...]] = set()
+    grid = {(p.encoding_key, p.fraction) for p in plans}
+    for p in plans:
+        if p.encoding_key in seen:
+            continue
+        seen.add(p.encoding_key)
+        share = largest_share(p, measured, n, budget)
+        if share is not None and (p.encoding_key, share) not in grid:
+            filled = replace(p, fraction=share)
+            b, e = _predict(filled, measured, n)
+            out.append(Candidate(filled, b, e, True))
+    return out
 
 
 def _finalists(cands: list[Candidate], k: int) -> list[Candidate]:

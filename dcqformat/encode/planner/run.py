@@ -3,6 +3,7 @@ fall back to the next finalist if the extrapolation was off, publish (see :mod:`
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -10,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from dcqformat.encode.planner.budget import format_bytes
-from dcqformat.encode.planner.choose import PlanReport, PlanSettings, make_plan
+from dcqformat.encode.planner.choose import (
+    MIN_SHARE,
+    Candidate,
+    PlanReport,
+    PlanSettings,
+    make_plan,
+)
 from dcqformat.encode.planner.plans import Plan
 from dcqformat.encode.summary import ConvertSummary
 from dcqformat.errors import InvalidArgumentError
@@ -72,11 +79,26 @@ def convert_within_budget(src: Any, dst: str | os.PathLike[str], budget: Any, *,
             correction[fam] = max(correction.get(fam, 1.0), size / cand.bytes)
             say(f"  {size:,} B is over the budget: the prediction was {cand.bytes:,.0f} B; "
                 f"re-planning with bytes x {correction[fam]:.3f} for plans like it")
+            smaller = _cut_share(cand, size, report.budget)
+            if smaller is not None:
+                queue.insert(0, smaller)
         finally:
             tmp.unlink(missing_ok=True)
     raise InvalidArgumentError(
         f"no plan fits {format_bytes(report.budget)} for {report.images} images (tried "
         f"{tried or 'none: every finalist predicted over the budget'}); raise the budget")
+
+
+def _cut_share(cand: Candidate, size: int, budget: int) -> Candidate | None:
+    """``cand`` at the image share that the written ``size`` says fits (bytes taken as
+    proportional to the share, which overestimates: the fixed bytes do not shrink); None below
+    :data:`~.choose.MIN_SHARE`."""
+    share = math.floor(100 * cand.plan.fraction * (budget - cand.error) / size) / 100
+    if share < MIN_SHARE or share >= cand.plan.fraction:
+        return None
+    ratio = share / cand.plan.fraction
+    return replace(cand, plan=replace(cand.plan, fraction=share), bytes=cand.bytes * ratio,
+                   error=cand.error * ratio)
 
 
 def _family(plan: Plan) -> tuple[Any, ...]:
