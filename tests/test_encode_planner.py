@@ -158,14 +158,3 @@ def test_an_overshooting_plan_is_retried_with_a_smaller_share() -> None:
     assert smaller is not None and smaller.plan.fraction == 0.81 and smaller.estimate == 0.5
     assert smaller.bytes * (110_000 / 90_000) + smaller.error <= 100_000
     assert _cut_share(cand, 400_000, 100_000) is None  # below a quarter of the images
-
-
-def test_whole_set_plans_are_scored_beside_the_budget_filled_ones() -> None:
-    from dcqformat.encode.planner.choose import Candidate, _finalists  # noqa: PLC2701
-
-    filled = [Candidate(Plan(bits=q, fraction=0.5), 99_000 - q, 500, True) for q in (1, 2, 3, 4)]
-    whole = [Candidate(Plan(bits=q, scale=0.5), 50_000 + q, 500, True) for q in (1, 2)]
-    over = [Candidate(Plan(bits=4, scale=0.75), 200_000, 500, False)]
-    chosen = _finalists(filled + whole + over, 3)
-    assert [c.plan.name() for c in chosen] == ["q1 C20 f0.5", "q2 C20 f0.5", "q2 C20 s0.5"]
-    assert len(_finalists(filled + whole, 12)) == 6 and not _finalists(over, 3)

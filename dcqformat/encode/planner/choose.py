@@ -9,8 +9,8 @@
 3. For each encoding the largest image share that fits is a finalist: the budget, not the
    grid, sets it (:func:`largest_share`: the largest share in steps of 1/100, at least 1/4,
    whose bytes + error are within the budget; the grid's shares are shown beside it). The
-   ``evaluate`` finalists get the training-value estimate (:mod:`.estimate`): the whole-set
-   plans with the most bytes (up to a third of them), then those with the most bytes.
+   ``evaluate`` finalists with the most bytes get the training-value estimate
+   (:mod:`.estimate`).
 4. The best estimate wins (ties: fewer bytes). The conversion writes a temporary file; if it
    is over the budget after all, the same plan with its share cut by the measured excess is
    tried next (a coreset keeps the images that differ most, which cost more than the mean), then
@@ -263,18 +263,14 @@ def _filled(plans: Sequence[Plan], measured: dict[tuple[Any, ...], Measured], n:
 
 
 def _finalists(cands: list[Candidate], k: int) -> list[Candidate]:
-    """Per encoding the fitting candidate with the largest image share; of those, the ``k`` to
-    score: the whole-set ones with the most bytes (up to a third of ``k``: the budget does not
-    bind them, so they are not near it, yet they keep every image), then the most bytes."""
+    """Per encoding the fitting candidate with the largest image share; the ``k`` with the
+    most bytes."""
     best: dict[tuple[Any, ...], Candidate] = {}
     for c in cands:
         key = c.plan.encoding_key
         if c.fits and (key not in best or c.plan.fraction > best[key].plan.fraction):
             best[key] = c
-    by_bytes = sorted(best.values(), key=lambda c: -c.bytes)
-    whole = [c for c in by_bytes if c.plan.fraction == 1.0][:max(1, k // 3)]
-    rest = [c for c in by_bytes if all(c is not w for w in whole)]
-    return sorted(whole + rest[:max(0, k - len(whole))], key=lambda c: -c.bytes)[:k]
+    return sorted(best.values(), key=lambda c: -c.bytes)[:k]
 
 
 def _load_options(opts: ConvertOptions) -> LoadOptions:
