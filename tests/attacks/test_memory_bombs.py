@@ -182,10 +182,13 @@ def test_pixel_bomb_is_refused_at_open_and_the_override_works(tmp_path: Path) ->
 def test_verify_reports_progress_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     bomb = tmp_path / "pixels.dcq"
     _pixel_bomb(bomb, 200, side=4096)  # 16.8 Mpx each: a fraction of a second per sample
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from dcqformat.cli import main; "
-                             "sys.exit(main(sys.argv[1:]))", "verify", str(bomb), "--progress",
-                             "--max-pixels", "0"], stderr=subprocess.PIPE, text=True,
-                            env=child_env(), cwd=tmp_path)
+    # As at a terminal: a shell's background job (CI started with `&`) inherits SIGINT ignored,
+    # and Python then leaves it ignored; restore the default handler before Ctrl-C is sent.
+    proc = subprocess.Popen([sys.executable, "-c", "import signal, sys; "
+                             "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                             "from dcqformat.cli import main; sys.exit(main(sys.argv[1:]))",
+                             "verify", str(bomb), "--progress", "--max-pixels", "0"],
+                            stderr=subprocess.PIPE, text=True, env=child_env(), cwd=tmp_path)
     assert proc.stderr is not None
     first = proc.stderr.readline()  # a progress line arrives before the end
     assert "verify:" in first and "/200 samples" in first, first
