@@ -174,3 +174,14 @@ def test_packed_refusals(files: dict[str, Path]) -> None:
     b = DCQDataset(files["zstd"], output="packed").pack([0])
     with pytest.raises(InvalidArgumentError, match="share bits"):
         PackedBatch.concat([a, b])
+
+
+def test_packed_batches_own_writable_memory(files: dict[str, Path]) -> None:
+    """zstd's batch decode hands back a read-only buffer; torch must not get it (writing to
+    such a tensor is undefined behaviour, and torch warns)."""
+    ds = DCQDataset(files["zstd"], output="packed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = ds.pack([0, 1, 2])
+    assert batch.data.numpy().flags.writeable
+    batch.data[0] = batch.data[0]

@@ -234,6 +234,8 @@ class PackedSource:
         small = {"palettes": self.table[used], "keep": np.zeros(0, np.uint8), "fills": np.zeros(0, np.uint8)}
         if self.patch_size is not None:
             self._masks(shard, local, ints, small)
+        if not data_np.flags.writeable:  # zstd's batch output: a tensor must own writable memory
+            data_np = data_np.copy()
         return PackedBatch(data=torch.from_numpy(data_np), bits=self.bits, patch_size=self.patch_size,
                            **_views(ints, np.int64), **_views(small, np.uint8))
 
