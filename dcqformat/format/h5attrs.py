@@ -32,7 +32,7 @@ _MAX_CHUNKS = 256
 _NAME_RECORD = 17  # heap ID (8), message flags (1), creation order (4), name hash (4)
 
 
-class _Bytes:
+class Bytes:
     """Bounds-checked little-endian reads of the file."""
 
     def __init__(self, buf: Buffer, size: int, where: str) -> None:
@@ -89,7 +89,7 @@ def lookup3(key: bytes, initval: int = 0) -> int:
     return c
 
 
-def check_superblock(f: _Bytes) -> None:
+def check_superblock(f: Bytes) -> None:
     """Refuse files whose addresses or lengths are not 8 bytes or that have a base address."""
     version = f.uint(8, 1, "the superblock version")
     if version in (0, 1):
@@ -105,7 +105,18 @@ def check_superblock(f: _Bytes) -> None:
         raise StructureError(f"{f.where}: the HDF5 base address is not 0")
 
 
-def _chunk_messages(f: _Bytes, start: int, end: int, v2: bool, corder: bool
+def root_header_address(f: Bytes) -> int:
+    """The address of the root group's object header, from the superblock (at byte 0), read
+    without HDF5: asking HDF5 for the object's info loads the group's heaps."""
+    check_superblock(f)
+    version = f.uint(8, 1, "the superblock version")
+    if version in (2, 3):
+        return f.uint(36, 8, "the superblock's root group address")
+    entry = 56 if version == 0 else 60  # the root group's symbol table entry
+    return f.uint(entry + 8, 8, "the superblock's root group entry")
+
+
+def _chunk_messages(f: Bytes, start: int, end: int, v2: bool, corder: bool
                     ) -> list[tuple[int, int, int, int]]:
     """(type, flags, body start, body size) of the messages of one header chunk."""
     out = []
@@ -124,7 +135,7 @@ def _chunk_messages(f: _Bytes, start: int, end: int, v2: bool, corder: bool
     return out
 
 
-def object_messages(f: _Bytes, addr: int) -> list[tuple[int, int, int, int]]:
+def object_messages(f: Bytes, addr: int) -> list[tuple[int, int, int, int]]:
     """Every message of the object header at ``addr``, continuation chunks included."""
     if f.take(addr, 4, "an object header") == b"OHDR":
         if f.uint(addr + 4, 1, "object header") != 2:
@@ -158,7 +169,7 @@ def object_messages(f: _Bytes, addr: int) -> list[tuple[int, int, int, int]]:
     return messages
 
 
-def _name_of(f: _Bytes, start: int, size: int) -> bytes | None:
+def _name_of(f: Bytes, start: int, size: int) -> bytes | None:
     """The name of the attribute message at ``start`` (None when it is not one we can read)."""
     if size < 9:
         return None
@@ -175,7 +186,7 @@ def _name_of(f: _Bytes, start: int, size: int) -> bytes | None:
     return f.take(at, name_size, "an attribute name").rstrip(b"\0")
 
 
-def _heap_object(f: _Bytes, heap: int, heap_id: bytes) -> tuple[int, int]:
+def _heap_object(f: Bytes, heap: int, heap_id: bytes) -> tuple[int, int]:
     """(file position, length) of the managed fractal heap object ``heap_id``."""
     if f.take(heap, 4, "a fractal heap") != b"FRHP" or f.uint(heap + 4, 1, "FRHP") != 0:
         raise StructureError(f"{f.where}: no fractal heap header at byte {heap}")
@@ -221,7 +232,7 @@ def _heap_object(f: _Bytes, heap: int, heap_id: bytes) -> tuple[int, int]:
     return block + (off - block_off), length
 
 
-def _name_records(f: _Bytes, btree: int) -> list[bytes]:
+def _name_records(f: Bytes, btree: int) -> list[bytes]:
     """The records of the attribute name index (a version 2 B-tree of depth 0 or 1)."""
     if f.take(btree, 4, "a B-tree") != b"BTHD" or f.uint(btree + 5, 1, "BTHD") != 8:
         raise StructureError(f"{f.where}: no attribute name index at byte {btree}")
@@ -257,7 +268,7 @@ def _name_records(f: _Bytes, btree: int) -> list[bytes]:
 def attribute_message(buf: Buffer, size: int, header: int, name: str, where: str) -> tuple[int, int]:
     """(file position, size) of the attribute message ``name`` of the object whose header is at
     ``header``, found as HDF5 finds it; StructureError when it cannot be located exactly."""
-    f = _Bytes(buf, size, where)
+    f = Bytes(buf, size, where)
     check_superblock(f)
     key = name.encode()
     messages = object_messages(f, header)
@@ -293,7 +304,7 @@ def vlen_string_descriptors(buf: Buffer, size: int, start: int, length: int, cou
                             ) -> list[tuple[int, int, int]]:
     """The ``count`` 16-byte descriptors (length, collection, index) of the attribute message at
     ``start`` (``length`` bytes), whose datatype must be a variable-length string."""
-    f = _Bytes(buf, size, where)
+    f = Bytes(buf, size, where)
     version = f.uint(start, 1, "attribute")
     name_size, dt_size, ds_size = struct.unpack("<HHH", f.take(start + 2, 6, "attribute"))
 

@@ -33,6 +33,7 @@ from dcqformat.errors import (
 from dcqformat.format import h5checks as H
 from dcqformat.format import layout as L
 from dcqformat.format.gheap import Objects, global_heaps
+from dcqformat.format.lheap import check_local_heaps, check_root_heap
 from dcqformat.format.original_sizes import read_original_sizes
 from dcqformat.format.source import Source
 from dcqformat.format.vlen import StringAttributes, read_string_dataset
@@ -104,8 +105,12 @@ def read_metadata(source: Source) -> FileMetadata:
                 raise TruncatedFileError(f"{where}: the HDF5 file is truncated ({text})") from None
             raise NotADcqFileError(f"{where}: HDF5 cannot open it ({text})") from None
         with h5:
-            H.check_links(h5, where)  # before any object is opened by name
+            # A looping local heap free list hangs HDF5 in any group walk (lheap.py): the
+            # root's first (the payload is found by name), then every other one.
+            check_root_heap(source.mm, file_size, where)
             skip = _payload_range(h5)
+            check_local_heaps(source.mm, file_size, where, skip)
+            H.check_links(h5, where)  # before any other object is opened by name
             # Before anything reads a string: a damaged global heap can hang HDF5 (gheap.py).
             heaps = global_heaps(source.mm, file_size, where, skip)
             return _read(_Context(h5, where, file_size, source, heaps))
@@ -119,6 +124,8 @@ def read_metadata(source: Source) -> FileMetadata:
 
 def _payload_range(h5: h5py.File) -> tuple[int, int] | None:
     """Bytes of the contiguous ``/payload`` dataset, skipped by the global heap scan."""
+    if not isinstance(h5.get(L.DS_PAYLOAD, getlink=True), h5py.HardLink):
+        return None  # absent, or a link check_links refuses next: never followed here
     ds = h5.get(L.DS_PAYLOAD)
     if not isinstance(ds, h5py.Dataset):
         return None

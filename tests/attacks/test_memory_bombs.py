@@ -199,3 +199,60 @@ def test_verify_reports_progress_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> 
         proc.kill()
         pytest.fail("verify did not stop on Ctrl-C")
     assert proc.returncode == 130 and "interrupted" in rest and "Traceback" not in rest, rest
+
+
+OPEN = """
+    import sys
+    from dcqformat import DCQFile
+    from dcqformat.errors import DcqError
+    try:
+        DCQFile(sys.argv[1])
+    except DcqError as exc:
+        print("refused:", exc)
+    else:
+        print("accepted")
+"""
+
+
+def test_a_looping_local_heap_free_list_is_refused_not_followed(tmp_path: Path, small: Path) -> None:
+    """Found by fuzzing (seed 20261206, case 39620): an old-style group's local heap whose free
+    block points at itself made HDF5 loop forever inside the link walk (every group of the
+    earliest-format copy has such a heap)."""
+    early = tmp_path / "early.dcq"
+    _earliest_copy(small, early)
+    data = bytearray(early.read_bytes())
+    looped = 0
+    pos = data.find(b"HEAP\x00\x00\x00\x00")
+    while pos >= 0:
+        _size, free, addr = struct.unpack_from("<QQQ", data, pos + 8)
+        if free != (1 << 64) - 1:  # point its first free block at itself
+            struct.pack_into("<Q", data, addr + free, free)
+            looped += 1
+            break
+        pos = data.find(b"HEAP\x00\x00\x00\x00", pos + 1)
+    assert looped
+    bomb = tmp_path / "heap_loop.dcq"
+    bomb.write_bytes(bytes(data))
+    proc = run_python(OPEN, str(bomb), cwd=tmp_path, timeout=60)  # TimeoutExpired = the hang
+    assert proc.stdout.startswith("refused:") and "loops" in proc.stdout, proc.stdout + proc.stderr[-500:]
+
+
+def test_local_heap_free_lists_are_walked_as_hdf5_walks_them() -> None:
+    from dcqformat.errors import StructureError
+    from dcqformat.format.lheap import check_local_heap
+
+    end = (1 << 64) - 1
+
+    def heap(free: int, blocks: dict[int, int], size: int = 96) -> bytes:
+        data = bytearray(size)
+        for offset, nxt in blocks.items():
+            struct.pack_into("<QQ", data, offset, nxt, 16)
+        return b"HEAP\x00\x00\x00\x00" + struct.pack("<QQQ", size, free, 32) + bytes(data)
+
+    ok = heap(16, {16: 48, 48: end})
+    check_local_heap(ok, 0, len(ok), "f")
+    check_local_heap(heap(end, {}), 0, 128, "f")  # no free block
+    check_local_heap(heap(90, {}), 0, 128, "f")  # leaves the heap: HDF5's own error, not ours
+    for looping in (heap(16, {16: 16}), heap(16, {16: 48, 48: 16})):
+        with pytest.raises(StructureError, match="loops"):
+            check_local_heap(looping, 0, len(looping), "f")
