@@ -27,7 +27,7 @@ from dcqformat.errors import StructureError
 
 Buffer = bytes | mmap.mmap
 UNDEFINED = (1 << 64) - 1
-_ATTRIBUTE, _CONTINUATION, _ATTRIBUTE_INFO = 0x000C, 0x0010, 0x0015
+_ATTRIBUTE, _CONTINUATION, _SYMBOL_TABLE, _ATTRIBUTE_INFO = 0x000C, 0x0010, 0x0011, 0x0015
 _MAX_CHUNKS = 256
 _NAME_RECORD = 17  # heap ID (8), message flags (1), creation order (4), name hash (4)
 
@@ -114,6 +114,15 @@ def root_header_address(f: Bytes) -> int:
         return f.uint(36, 8, "the superblock's root group address")
     entry = 56 if version == 0 else 60  # the root group's symbol table entry
     return f.uint(entry + 8, 8, "the superblock's root group entry")
+
+
+def root_symbol_table(f: Bytes) -> tuple[int, int] | None:
+    """(v1 B-tree address, local heap address) of the root group when it is an old-style group
+    (a symbol table message, type 17, in its object header), else None."""
+    for mtype, _flags, body, size in object_messages(f, root_header_address(f)):
+        if mtype == _SYMBOL_TABLE and size >= 16:
+            return f.uint(body, 8, "the root group's symbol table"), f.uint(body + 8, 8, "the root group's symbol table")
+    return None
 
 
 def _chunk_messages(f: Bytes, start: int, end: int, v2: bool, corder: bool

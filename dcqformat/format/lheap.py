@@ -27,14 +27,13 @@ import mmap
 import struct
 
 from dcqformat.errors import StructureError
-from dcqformat.format.h5attrs import UNDEFINED, Bytes, object_messages, root_header_address
+from dcqformat.format.h5attrs import UNDEFINED, Bytes, root_symbol_table
 
 __all__ = ["check_local_heap", "check_local_heaps", "check_root_heap"]
 
 _SIGNATURE = b"HEAP\x00\x00\x00\x00"  # with version 0 and the reserved bytes
 _HEADER = 32
 _FREE_BLOCK = 16
-_SYMBOL_TABLE = 0x0011  # object header message: v1 B-tree address (8), local heap address (8)
 
 
 def check_local_heap(buf: bytes | mmap.mmap, pos: int, file_size: int, where: str) -> None:
@@ -62,13 +61,13 @@ def check_root_heap(buf: bytes | mmap.mmap, file_size: int, where: str) -> None:
     is looked up (the payload's location is found by name). The root's object header is found
     from the superblock: HDF5's object info would load the heap."""
     f = Bytes(buf, file_size, where)
-    for mtype, _flags, body, size in object_messages(f, root_header_address(f)):
-        if mtype == _SYMBOL_TABLE and size >= 16:
-            heap = f.uint(body + 8, 8, "the root group's symbol table message")
-            if f.take(heap, 8, "the root group's local heap") != _SIGNATURE:
-                raise StructureError(f"{where}: the root group's local heap at byte {heap} has no "
-                                     "HEAP header")
-            check_local_heap(buf, heap, file_size, where)
+    table = root_symbol_table(f)
+    if table is not None:
+        heap = table[1]
+        if f.take(heap, 8, "the root group's local heap") != _SIGNATURE:
+            raise StructureError(f"{where}: the root group's local heap at byte {heap} has no "
+                                 "HEAP header")
+        check_local_heap(buf, heap, file_size, where)
 
 
 def check_local_heaps(buf: bytes | mmap.mmap, file_size: int, where: str,

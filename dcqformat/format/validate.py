@@ -32,6 +32,7 @@ from dcqformat.errors import (
 )
 from dcqformat.format import h5checks as H
 from dcqformat.format import layout as L
+from dcqformat.format.btree1 import check_v1_btrees
 from dcqformat.format.gheap import Objects, global_heaps
 from dcqformat.format.lheap import check_local_heaps, check_root_heap
 from dcqformat.format.original_sizes import read_original_sizes
@@ -105,11 +106,12 @@ def read_metadata(source: Source) -> FileMetadata:
                 raise TruncatedFileError(f"{where}: the HDF5 file is truncated ({text})") from None
             raise NotADcqFileError(f"{where}: HDF5 cannot open it ({text})") from None
         with h5:
-            # A looping local heap free list hangs HDF5 in any group walk (lheap.py): the
-            # root's first (the payload is found by name), then every other one.
+            # A looping local heap free list or B-tree hangs HDF5 in any group walk
+            # (lheap.py, btree1.py): the root's heap first (the payload is found by name).
             check_root_heap(source.mm, file_size, where)
             skip = _payload_range(h5)
             check_local_heaps(source.mm, file_size, where, skip)
+            check_v1_btrees(source.mm, file_size, where, skip)  # loops of group/chunk indexes
             H.check_links(h5, where)  # before any other object is opened by name
             # Before anything reads a string: a damaged global heap can hang HDF5 (gheap.py).
             heaps = global_heaps(source.mm, file_size, where, skip)
