@@ -28,7 +28,7 @@ import mmap
 import struct
 
 from dcqformat.errors import StructureError
-from dcqformat.format.h5attrs import UNDEFINED
+from dcqformat.format.h5attrs import UNDEFINED, signature_positions
 
 __all__ = ["check_v1_btrees", "check_v1_node"]
 
@@ -99,13 +99,9 @@ def check_v1_node(buf: Buffer, pos: int, file_size: int, where: str,
 def check_v1_btrees(buf: Buffer, file_size: int, where: str,
                     skip: tuple[int, int] | None = None) -> int:
     """Check every version 1 B-tree node outside ``skip`` (the payload); how many were found."""
-    regions = [(0, file_size)] if skip is None else [(0, skip[0]), (skip[1], file_size)]
     found = 0
     ended: set[int] = set()
-    for lo, hi in regions:
-        pos = buf.find(_SIGNATURE, lo, hi)
-        while pos >= 0:
-            check_v1_node(buf, pos, file_size, where, ended)
-            found += 1
-            pos = buf.find(_SIGNATURE, pos + 1, hi)
+    for pos in signature_positions(buf, _SIGNATURE, file_size, skip):
+        check_v1_node(buf, pos, file_size, where, ended)
+        found += 1
     return found

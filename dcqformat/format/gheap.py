@@ -23,6 +23,7 @@ import struct
 from pathlib import Path
 
 from dcqformat.errors import StructureError
+from dcqformat.format.h5attrs import signature_positions
 
 _SIGNATURE = b"GCOL"
 _HEADER = 16  # signature, version, reserved, collection size
@@ -83,13 +84,9 @@ def global_heaps(buf: bytes | mmap.mmap, file_size: int, where: str,
     heaps: dict[int, Objects] = {}
     if file_size < _HEADER:
         return heaps
-    regions = [(0, file_size)] if skip is None else [(0, skip[0]), (skip[1], file_size)]
-    for lo, hi in regions:
-        pos = buf.find(_SIGNATURE, lo, hi)
-        while pos >= 0:
-            if pos + _HEADER <= file_size and buf[pos + 4:pos + 8] == b"\x01\x00\x00\x00":
-                heaps[pos] = read_collection(buf, pos, file_size, where)[1]
-            pos = buf.find(_SIGNATURE, pos + 1, hi)
+    for pos in signature_positions(buf, _SIGNATURE, file_size, skip):
+        if pos + _HEADER <= file_size and buf[pos + 4:pos + 8] == b"\x01\x00\x00\x00":
+            heaps[pos] = read_collection(buf, pos, file_size, where)[1]
     return heaps
 
 

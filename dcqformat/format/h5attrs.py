@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Iterator
 
 from dcqformat.errors import StructureError
 
@@ -103,6 +104,19 @@ def check_superblock(f: Bytes) -> None:
                              "this reader reads files with 8-byte addresses and lengths")
     if f.uint(base_at, 8, "the base address") != 0:
         raise StructureError(f"{f.where}: the HDF5 base address is not 0")
+
+
+def signature_positions(buf: Buffer, signature: bytes, file_size: int,
+                        skip: tuple[int, int] | None = None) -> Iterator[int]:
+    """Every position of ``signature`` in the file outside ``skip`` (start, end: the payload,
+    whose bytes are never HDF5 structure), in file order: how the heap and B-tree pre-checks
+    find the structures they walk."""
+    regions = [(0, file_size)] if skip is None else [(0, skip[0]), (skip[1], file_size)]
+    for lo, hi in regions:
+        pos = buf.find(signature, lo, hi)
+        while pos >= 0:
+            yield pos
+            pos = buf.find(signature, pos + 1, hi)
 
 
 def root_header_address(f: Bytes) -> int:

@@ -27,7 +27,7 @@ import mmap
 import struct
 
 from dcqformat.errors import StructureError
-from dcqformat.format.h5attrs import UNDEFINED, Bytes, root_symbol_table
+from dcqformat.format.h5attrs import UNDEFINED, Bytes, root_symbol_table, signature_positions
 
 __all__ = ["check_local_heap", "check_local_heaps", "check_root_heap"]
 
@@ -73,12 +73,8 @@ def check_root_heap(buf: bytes | mmap.mmap, file_size: int, where: str) -> None:
 def check_local_heaps(buf: bytes | mmap.mmap, file_size: int, where: str,
                       skip: tuple[int, int] | None = None) -> int:
     """Check every local heap outside ``skip`` (start, end: the payload); how many were found."""
-    regions = [(0, file_size)] if skip is None else [(0, skip[0]), (skip[1], file_size)]
     found = 0
-    for lo, hi in regions:
-        pos = buf.find(_SIGNATURE, lo, hi)
-        while pos >= 0:
-            check_local_heap(buf, pos, file_size, where)
-            found += 1
-            pos = buf.find(_SIGNATURE, pos + 1, hi)
+    for pos in signature_positions(buf, _SIGNATURE, file_size, skip):
+        check_local_heap(buf, pos, file_size, where)
+        found += 1
     return found

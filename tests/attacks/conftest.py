@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,14 @@ def run_python(code: str, *args: str, cwd: Path, timeout: float = 60,
     process; raises subprocess.TimeoutExpired on a hang."""
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
                           text=True, timeout=timeout, env=child_env(), cwd=cwd)
+
+
+@pytest.fixture
+def earliest_copy(fuzz_tool: Any) -> Callable[[Path, Path], None]:
+    """``earliest_copy(src, dst)``: the same file written with HDF5's oldest object headers
+    (no metadata checksums, old-style groups), so that an edited byte reaches the parsers
+    instead of a checksum: the fuzzer's own bases (``tools/fuzz_reader.py``)."""
+    return fuzz_tool.earliest_copy  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ earliest-format copy, the fuzzer's base; the reader refuses them before HDF5 wal
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -16,7 +17,7 @@ from dcqformat.errors import StructureError
 from dcqformat.format.btree1 import check_v1_btrees
 
 from .conftest import run_python
-from .test_memory_bombs import OPEN, _earliest_copy
+from .test_memory_bombs import PEAK
 
 VECTOR = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "valid" / "q1_grey_ctx_worked_example.dcq"
 
@@ -30,9 +31,10 @@ def _tree_nodes(data: bytes) -> list[int]:
 
 
 @pytest.mark.parametrize("damage", ["right sibling -> itself", "child at its own level"])
-def test_a_looping_group_btree_is_refused_not_walked(tmp_path: Path, damage: str) -> None:
+def test_a_looping_group_btree_is_refused_not_walked(
+        tmp_path: Path, damage: str, earliest_copy: Callable[[Path, Path], None]) -> None:
     early = tmp_path / "early.dcq"
-    _earliest_copy(VECTOR, early)
+    earliest_copy(VECTOR, early)
     data = bytearray(early.read_bytes())
     nodes = _tree_nodes(bytes(data))
     assert len(nodes) == 3  # the root group's, /ctx's and /samples'
@@ -44,7 +46,7 @@ def test_a_looping_group_btree_is_refused_not_walked(tmp_path: Path, damage: str
         struct.pack_into("<Q", data, pos + 24 + 8, pos)  # child 0, after key 0
     bomb = tmp_path / "btree_loop.dcq"
     bomb.write_bytes(bytes(data))
-    proc = run_python(OPEN, str(bomb), cwd=tmp_path, timeout=60)  # a hang: TimeoutExpired
+    proc = run_python(PEAK, str(bomb), cwd=tmp_path, timeout=60)  # a hang: TimeoutExpired
     assert proc.returncode == 0, f"the reader died: rc {proc.returncode}"  # SIGSEGV before
     assert proc.stdout.startswith("refused:") and "B-tree node" in proc.stdout, proc.stdout
 

@@ -15,8 +15,9 @@
    is over the budget after all, the same plan with its share cut by the measured excess is
    tried next (a coreset keeps the images that differ most, which cost more than the mean), then
    the next finalist whose bytes, corrected by the measured error, fit (at most ``tries``
-   conversions), so the published file never exceeds the budget. The plan, its estimate and the alternatives are stored in the
-   file's provenance (``budget_plan``), which ``dcqformat info`` shows.
+   conversions), so the published file never exceeds the budget. The plan, its estimate and
+   the alternatives are stored in the file's provenance (``budget_plan``), which
+   ``dcqformat info`` shows.
 """
 
 from __future__ import annotations
