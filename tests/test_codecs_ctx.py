@@ -191,7 +191,7 @@ def test_random_streams_never_crash_and_agree_with_reference(data: bytes, shape:
     one = np.ones(1, np.int64)
     buf = np.frombuffer(data, np.uint8)
     out = np.empty(shape[0] * shape[1], np.uint8)
-    status = ctx_decode_kernel(buf, 0, buf.size, one * shape[0], one * shape[1], model.row_start, 0,
+    status = ctx_decode_kernel(buf, 0, buf.size, one * shape[0], one * shape[1], model.entry, 0,
                                model.cum_flat, model.k, out)
     assert (status == OK) == _reference_accepts(data, shape, model)
     if status != OK:

@@ -68,7 +68,7 @@ def decode_indices(stream: np.ndarray, rect_h: np.ndarray, rect_w: np.ndarray, m
         raise InvalidArgumentError(f"bad rectangles {rh.tolist()}x{rw.tolist()}")
     base = _check_model_id(model, model_id)
     out = np.empty(int((rh * rw).sum()), np.uint8)
-    status = ctx_decode_kernel(stream, 0, stream.size, rh, rw, model.row_start, base, model.cum_flat,
+    status = ctx_decode_kernel(stream, 0, stream.size, rh, rw, model.entry, base, model.cum_flat,
                                model.k, out)
     if status != OK:
         raise status_error(where, status)
@@ -81,7 +81,7 @@ def decode_pixels(stream: np.ndarray, start: int, length: int, h: int, w: int, m
     """Decode an unmasked H x W sample from ``stream[start:start + length]`` straight to pixels
     in the flat uint8 ``out`` (H*W*ch, HWC or planar CHW). The caller has checked that the range
     lies inside ``stream``, ``out`` has the right size and ``palette`` holds K colours."""
-    status = ctx_decode_pixels_kernel(stream, start, length, h, w, model.row_start,
+    status = ctx_decode_pixels_kernel(stream, start, length, h, w, model.entry,
                                       model_id * NUM_CONTEXTS, model.cum_flat, model.k, palette,
                                       out, planar)
     if status != OK:
@@ -97,7 +97,7 @@ def batch_status(stream: np.ndarray, starts: np.ndarray, lengths: np.ndarray, he
 
     Returns ``(-1, OK)`` or ``(position in the batch, status)`` of the first failure."""
     code = ctx_decode_batch_kernel(stream, starts, lengths, heights, widths,
-                                   model_ids * NUM_CONTEXTS, model.row_start, model.cum_flat, model.k,
+                                   model_ids * NUM_CONTEXTS, model.entry, model.cum_flat, model.k,
                                    bits, palettes, clusters, out, out_offsets, mode)
     if code < 0:
         return -1, OK

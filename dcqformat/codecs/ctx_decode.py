@@ -9,8 +9,8 @@ WW per pixel, with W, WW, N, NW kept in registers (one load per pixel). Indices 
 ``uint64``: Numba then emits no negative-index wrap-around code, which made the signed version
 2-4x slower. The coder state and the byte position are checked exactly as in the spec; a hostile
 stream or model only produces a status code (see :mod:`dcqformat.codecs.ctx_rans`): every read
-is inside the rectangle's decoded pixels, ``row_start`` (the caller checks the model id),
-``cum`` (every offset ``row_start`` holds starts a stored row) or ``stream[start:start + length]``.
+is inside the rectangle's decoded pixels, ``entry`` (the caller checks the model id),
+``cum`` (every offset ``entry`` holds starts a stored row) or ``stream[start:start + length]``.
 
 On the interior path the W bits of the next pixel's context are carried over: after symbol 0
 the next pixel's W and WW are both this pixel's W, so [N=W] and [NW=W] follow from this pixel's
@@ -102,11 +102,22 @@ def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
     return s, (np.int64(cum[tb + U(s + 1)]) - lo) * (x >> 12) + slot - lo
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _symbol_above(x, tb, cum, k):  # type: ignore[no-untyped-def]
+    """:func:`_symbol` when the slot is known not to be symbol 0's."""
+    slot = x & 0xFFF
+    s = 1
+    while s < k - 1 and slot >= cum[tb + U(s + 1)]:
+        s += 1
+    lo = np.int64(cum[tb + U(s)])
+    return s, (np.int64(cum[tb + U(s + 1)]) - lo) * (x >> 12) + slot - lo
+
+
 @njit(cache=True, nogil=True)
-def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, base, above):  # type: ignore[no-untyped-def]
+def decode_rect(stream, pos, end, x, h, w, entry, model_base, cum, k, out, base, above):  # type: ignore[no-untyped-def]
     """Decode one h x w rectangle into ``out[base:base + h*w]`` from ``stream[pos:end]`` with
-    coder state ``x``; ``row_start`` maps model_base + context to the row's offset in ``cum``
-    (-1: not stored, :attr:`CtxModel.row_start`); ``above`` is uint16 scratch of at least w
+    coder state ``x``; ``entry`` maps model_base + context to the row's offset in ``cum``
+    (-1: not stored, :attr:`CtxModel.entry`); ``above`` is uint16 scratch of at least w
     entries.
 
     Returns ``(x, pos, status)``: status OK, NO_ROW or TRUNCATED (``pos`` then may exceed end;
@@ -145,24 +156,32 @@ def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, b
                     ux = U(x2)
                     vne = np.int64(out[up + ux + U(1)])
                     wb |= _eq(vne, vw) << 3
-                    row = np.int64(row_start[mb + U(np.int64(above[ux]) | wb)])
-                    if row < 0:
-                        return x, pos, NO_ROW
-                    s, x = _symbol(x, U(row), cum, k)
-                    if x < low:  # at most twice
-                        if pos >= end:
-                            return x, pos, TRUNCATED
-                        x = (x << 8) | np.int64(stream[pos])
-                        pos += U(1)
-                        if x < low:
+                    e = entry[mb + U(np.int64(above[ux]) | wb)]
+                    slot = x & 0xFFF
+                    c1 = e & 0xFFFF
+                    if slot < c1:  # symbol 0, "same as W": the usual case, kept short
+                        x = c1 * (x >> 12) + slot
+                        if x < low:  # at most twice
                             if pos >= end:
                                 return x, pos, TRUNCATED
                             x = (x << 8) | np.int64(stream[pos])
                             pos += U(1)
-                    if s == 0:  # the next pixel's W and WW are both this W: reuse two bits
-                        out[rowp + ux] = vw
+                            if x < low:
+                                if pos >= end:
+                                    return x, pos, TRUNCATED
+                                x = (x << 8) | np.int64(stream[pos])
+                                pos += U(1)
+                        out[rowp + ux] = vw  # the next pixel's W and WW are this W: reuse two bits
                         wb = ((wb >> 3) & 1) | ((wb & 1) << 1) | 128
                     else:
+                        if e < 0:
+                            return x, pos, NO_ROW
+                        s, x = _symbol_above(x, U(e >> 16), cum, k)
+                        while x < low:
+                            if pos >= end:
+                                return x, pos, TRUNCATED
+                            x = (x << 8) | np.int64(stream[pos])
+                            pos += U(1)
                         v = _rank1(vw, vn, vnw, vne) if s == 1 else from_rank(s, vw, vn, vnw, vne)
                         out[rowp + ux] = v
                         wb = _eq(vne, v) | (_eq(vn, v) << 1) | (_eq(vw, v) << 7)
@@ -173,10 +192,10 @@ def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, b
                 continue
             p = rowp + U(xx)
             vw, vn, vnw, vne, vnn, vww, vnne, vnww = neighbours_u(out, p, uw, y, xx)
-            row = np.int64(row_start[mb + U(context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww))])
-            if row < 0:
+            e = entry[mb + U(context_of(vw, vn, vnw, vne, vnn, vww, vnne, vnww))]
+            if e < 0:
                 return x, pos, NO_ROW
-            s, x = _symbol(x, U(row), cum, k)
+            s, x = _symbol(x, U(e >> 16), cum, k)
             while x < low:
                 if pos >= end:
                     return x, pos, TRUNCATED
@@ -188,7 +207,7 @@ def decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k, out, b
 
 
 @njit(cache=True, nogil=True)
-def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_start, model_base, cum, k,
+def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, entry, model_base, cum, k,
                    out, o0, above):  # type: ignore[no-untyped-def]
     """Decode the stream ``stream[start:start + length]`` of rectangles r0..r1-1 into
     ``out[o0:]`` (one uint8 index per pixel). Returns a status code."""
@@ -205,7 +224,7 @@ def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_start, mod
     for r in range(r0, r1):
         h = rect_h[r]
         w = rect_w[r]
-        x, pos, status = decode_rect(stream, pos, end, x, h, w, row_start, model_base, cum, k,
+        x, pos, status = decode_rect(stream, pos, end, x, h, w, entry, model_base, cum, k,
                                      out, base, above)
         if status != OK:
             return status
@@ -218,13 +237,13 @@ def _decode_sample(stream, start, length, rect_h, rect_w, r0, r1, row_start, mod
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_kernel(stream, start, length, rect_h, rect_w, row_start, model_base, cum, k, out):  # type: ignore[no-untyped-def]
+def ctx_decode_kernel(stream, start, length, rect_h, rect_w, entry, model_base, cum, k, out):  # type: ignore[no-untyped-def]
     """Decode one sample's stream into ``out`` (uint8, exactly its stored pixels)."""
     top = 1
     for r in range(rect_w.shape[0]):
         top = max(top, rect_w[r])
     above = np.empty(top, np.uint16)
-    return _decode_sample(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], row_start,
+    return _decode_sample(stream, start, length, rect_h, rect_w, 0, rect_h.shape[0], entry,
                           model_base, cum, k, out, 0, above)
 
 
@@ -272,14 +291,14 @@ def gather_palette(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_pixels_kernel(stream, start, length, h, w, row_start, model_base, cum, k, palette,
+def ctx_decode_pixels_kernel(stream, start, length, h, w, entry, model_base, cum, k, palette,
                              out, planar):  # type: ignore[no-untyped-def]
     """Decode one unmasked H x W sample straight to pixels in ``out`` (H*W*ch bytes)."""
     rect_h = np.full(1, h, np.int64)
     rect_w = np.full(1, w, np.int64)
     idx = np.empty(h * w, np.uint8)
     above = np.empty(max(w, 1), np.uint16)
-    status = _decode_sample(stream, start, length, rect_h, rect_w, 0, 1, row_start, model_base, cum,
+    status = _decode_sample(stream, start, length, rect_h, rect_w, 0, 1, entry, model_base, cum,
                             k, idx, 0, above)
     if status == OK:
         gather_palette(idx, h * w, palette, out, 0, planar)
@@ -287,7 +306,7 @@ def ctx_decode_pixels_kernel(stream, start, length, h, w, row_start, model_base,
 
 
 @njit(cache=True, nogil=True)
-def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, row_start, cum, k,
+def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_bases, entry, cum, k,
                             bits, palettes, clusters, out, out_offsets, mode):  # type: ignore[no-untyped-def]
     """Decode many unmasked samples in one call.
 
@@ -308,7 +327,7 @@ def ctx_decode_batch_kernel(stream, starts, lengths, heights, widths, model_base
         rect_h[0] = heights[b]
         rect_w[0] = widths[b]
         npx = heights[b] * widths[b]
-        status = _decode_sample(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, row_start,
+        status = _decode_sample(stream, starts[b], lengths[b], rect_h, rect_w, 0, 1, entry,
                                 model_bases[b], cum, k, idx, 0, above)
         if status != OK:
             return b * 8 + status

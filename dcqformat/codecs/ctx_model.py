@@ -122,7 +122,9 @@ class CtxModel:
     ``rows`` (<u4 [R]) and ``stored_freq`` (<u2 [R*K]) are what the file stores;
     ``row_of[model * 1024 + context]`` is the row of that context or -1 (not stored); ``freq``
     and ``cum`` (int32 [R, K] and [R, K + 1]; ``cum_flat`` the same, 1-D) are the kernels'
-    tables; ``row_start[model * 1024 + context]`` is that row's offset in ``cum_flat`` or -1."""
+    tables; ``row_start[model * 1024 + context]`` is that row's offset in ``cum_flat`` or -1;
+    ``entry`` (int64, same index) is what the decoders read: ``row_start << 16 | cum[row, 1]``
+    (symbol 0's frequency, the interior fast path's one load), -1 << 16 when not stored."""
 
     num_models: int
     k: int
@@ -133,11 +135,15 @@ class CtxModel:
     cum: np.ndarray = field(repr=False)
     cum_flat: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int32))
     row_start: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int32))
+    entry: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, np.int64))
 
     def __post_init__(self) -> None:
         self.cum_flat = np.ascontiguousarray(self.cum.reshape(-1))
         # Where each (model, context) row starts in cum_flat, -1 when not stored (decoders).
         self.row_start = np.where(self.row_of < 0, -1, self.row_of * (self.k + 1)).astype(np.int32)
+        first = self.cum[np.maximum(self.row_of, 0), 1] if self.cum.shape[0] else 0
+        self.entry = np.where(self.row_of < 0, np.int64(-1) << 16,
+                              (self.row_start.astype(np.int64) << 16) | first).astype(np.int64)
 
     @classmethod
     def from_arrays(cls, num_models: int, k: int, rows: np.ndarray, freq: np.ndarray) -> CtxModel:

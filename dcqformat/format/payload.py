@@ -143,7 +143,7 @@ class PayloadDecoder:
         assert self.ctx is not None and self.model_bases is not None
         model = self.ctx.model  # one kernel call, no Python in between (the hot path)
         status = ctx_decode_pixels_kernel(payload, self.offsets[i], self.lengths[i], self.heights[i],
-                                          self.widths[i], model.row_start, self.model_bases[i],
+                                          self.widths[i], model.entry, self.model_bases[i],
                                           model.cum_flat, model.k, palette,
                                           out if out.ndim == 1 else out.reshape(-1), planar)
         if status != OK:
