@@ -23,10 +23,12 @@ import numpy as np
 from dcqformat.checks import check_int, check_path, check_ratio
 from dcqformat.codecs.palette import decode_into, decode_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
+from dcqformat.format import batch_threads
 from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
 from dcqformat.format.payload import PayloadDecoder
 from dcqformat.format.source import MappedPayload, open_source
+from dcqformat.format.threadpool import resolve_threads
 from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
 LAYOUTS = ("hwc", "chw")
@@ -304,13 +306,16 @@ class DCQFile(MappedPayload):
         bytes. With patch masks only the kept pixels are stored (:meth:`stored_pixels`)."""
         return self._packed_bytes(self._index(i))
 
-    def packed_batch(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def packed_batch(self, indices: Sequence[int] | np.ndarray, *, threads: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         """The :meth:`packed` bytes of many samples in one buffer: ``(data, offsets)`` with
         ``data`` uint8 and ``offsets`` int64 ``[B + 1]``, sample ``b`` at
         ``data[offsets[b]:offsets[b + 1]]``. A zstd or ctx batch is decoded in one compiled
-        call (no per-sample Python work)."""
+        call (no per-sample Python work) per thread; ``threads`` as in :meth:`decode_batch`
+        (split only for unmasked zstd and ctx samples outside the cache)."""
         idx = self._indices(indices)
-        return self._codec.packed_batch(self._batch_payload(idx), idx)
+        n = resolve_threads(threads, int(self._stored_pixels[idx].sum()))
+        return batch_threads.packed_batch(self._codec, self._batch_payload(idx), idx, n)
 
     def enable_cache(self) -> DCQFile:
         """Keep every sample's decoded packed map in RAM (q bits per pixel, at most the raw
@@ -337,42 +342,36 @@ class DCQFile(MappedPayload):
         """Everything read and validated at open (see :class:`FileMetadata`); read-only use."""
         return self._meta
 
-    def decode_batch(self, indices: Sequence[int] | np.ndarray, layout: str = "chw"
-                     ) -> np.ndarray | list[np.ndarray]:
+    def decode_batch(self, indices: Sequence[int] | np.ndarray, layout: str = "chw", *,
+                     threads: int | None = None) -> np.ndarray | list[np.ndarray]:
         """Decode many samples at once.
 
         Returns one stacked uint8 array [B, ...] when all samples share a shape, else a list
-        of arrays. Without patch masks the whole batch is one compiled call per step for every
-        encoding (raw: one Numba call; zstd: one frame check, one batched decompression, one
-        Numba call; ctx: one Numba call); with masks it decodes sample by sample.
+        of arrays. Without patch masks the batch is one compiled call per step and thread for
+        every encoding (raw: one Numba call; zstd: one frame check, one batched decompression,
+        one Numba call; ctx: one Numba call) on ``threads`` threads: None (default) for this
+        process's CPUs (at most 8; 1 under 65,536 pixels in all), or an int >= 1; contiguous
+        chunks of about equal pixel count, each decoded into its place of the output
+        (:mod:`~dcqformat.format.batch_threads`: the cache's missing samples are decoded in
+        the calling thread first). With patch masks it decodes sample by sample in the
+        calling thread (``threads`` is validated, not used).
         """
         _check_layout(layout)
         idx = self._indices(indices)
-        m = self._meta
-        c = m.channels
+        n_threads = resolve_threads(threads, int(self._n_pixels[idx].sum()))
         if idx.size == 0:
             return []
-        hs, ws = m.height[idx], m.width[idx]
-        uniform = bool((hs == hs[0]).all() and (ws == ws[0]).all())
-        planar = layout == "chw"
-        if self._masks is not None:
-            if uniform:
-                h, w = int(hs[0]), int(ws[0])
-                batch = np.empty((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w), np.uint8)
-                for b, j in enumerate(idx.tolist()):
-                    self._decode(j, batch[b], planar=planar)
-                return batch
-            return [self.decode(int(j), layout) for j in idx]
-        sizes = self._n_pixels[idx] * c
-        out_offsets = np.zeros(idx.size, dtype=np.int64)
-        np.cumsum(sizes[:-1], out=out_offsets[1:])
-        flat = self._codec.pixels_batch(self._batch_payload(idx), idx, c, planar, out_offsets,
-                                        int(sizes.sum()))
-        if uniform:
+        if self._masks is None:
+            return batch_threads.decode_unmasked(self._codec, self._batch_payload(idx), idx,
+                                                 self._meta.channels, layout, n_threads)
+        hs, ws, c = self._meta.height[idx], self._meta.width[idx], self._meta.channels
+        if bool((hs == hs[0]).all() and (ws == ws[0]).all()):
             h, w = int(hs[0]), int(ws[0])
-            return flat.reshape((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w))
-        return [flat[o:o + s].reshape((int(h), int(w), c) if layout == "hwc" else (c, int(h), int(w)))
-                for o, s, h, w in zip(out_offsets, sizes, hs, ws, strict=False)]
+            batch = np.empty((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w), np.uint8)
+            for b, j in enumerate(idx.tolist()):
+                self._decode(j, batch[b], planar=layout == "chw")
+            return batch
+        return [self.decode(int(j), layout) for j in idx]
 
     def _indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Sample indices as validated int64 (negative ones counted from the end)."""

@@ -1,0 +1,166 @@
+"""Batched decodes of unmasked samples split over threads (:mod:`dcqformat.format.threadpool`).
+
+:func:`pixels_batch` and :func:`packed_batch` take what :class:`~dcqformat.format.payload.
+PayloadDecoder`'s methods of the same names take, plus a thread count. With one thread they
+are those methods (one compiled call per step). With more, the batch is cut into contiguous
+chunks of about equal pixel count and every chunk is decoded by the same compiled calls the
+single-threaded path makes, each writing its own samples' places of one preallocated buffer:
+
+- ``ctx``: one rANS batch kernel call per chunk (pixels or packed maps), straight into the
+  output at the chunk's offsets;
+- ``zstd``: one frame check and one python-zstandard batch call per chunk (each chunk on its
+  own copy of the decoder, so no zstd context is shared between threads), then one palette
+  kernel call into the output; packed maps are the chunks' buffers one after another;
+- ``raw``: one palette kernel call per chunk over the payload itself (packed maps: one copy,
+  never split);
+- with the decoded-index cache: the samples not cached yet are decoded first (split as
+  above; only the calling thread writes the cache), then the palette kernel runs per chunk
+  over the cache (packed maps: one copy out of the cache).
+
+Patch-masked samples are never split here: :meth:`DCQFile.decode_batch` decodes them sample
+by sample, and their packed maps (ctx: per sample) are decoded in one call in this thread.
+
+A failing sample raises the :class:`~dcqformat.errors.PayloadError` the single-threaded path
+raises for it, naming the sample; when several chunks fail, the first chunk's error (in batch
+order) is raised, so with several damaged samples the one named can differ from the one the
+single-threaded path names (it checks every zstd frame header before decompressing any).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from dcqformat.codecs.ctx import batch_status, status_error
+from dcqformat.codecs.palette import decode_many_kernel
+from dcqformat.errors import PayloadError
+from dcqformat.format import ctx as C
+from dcqformat.format.cache import take
+from dcqformat.format.payload import MODE_CHW, MODE_HWC, MODE_PACKED, PayloadDecoder
+from dcqformat.format.threadpool import run_chunks, split_by_pixels
+
+__all__ = ["decode_unmasked", "pixels_batch", "packed_batch"]
+
+
+def _palette_error(codec: PayloadDecoder, i: int) -> PayloadError:
+    return PayloadError(
+        f"{codec.where}: sample {i} holds a palette index >= palette_size "
+        f"{codec.palette_size} (payload bytes at offset {int(codec.offsets[i])})")
+
+
+def _ctx_chunk(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, out: np.ndarray,
+               out_offsets: np.ndarray, mode: int) -> None:
+    """One ctx batch kernel call for samples ``idx`` into ``out`` at ``out_offsets``."""
+    assert codec.ctx is not None and codec.model_ids is not None
+    b, status = batch_status(payload, codec.offsets[idx], codec.lengths[idx], codec.heights[idx],
+                             codec.widths[idx], codec.model_ids[idx], codec.ctx.model, codec.bits,
+                             codec.palettes, codec.clusters[idx], out, out_offsets, mode)
+    if b >= 0:
+        raise status_error(f"{codec.where}: sample {int(idx[b])}", status)
+
+
+def _palette_chunk(codec: PayloadDecoder, data: np.ndarray, starts: np.ndarray, idx: np.ndarray,
+                   out: np.ndarray, out_offsets: np.ndarray, planar: bool) -> None:
+    """One palette kernel call: the packed maps at ``data[starts[b]:]`` into ``out``."""
+    bad = decode_many_kernel(data, starts, codec.stored_pixels[idx], codec.clusters[idx],
+                             codec.palettes, codec.bits, out, out_offsets, planar)
+    if bad >= 0:
+        raise _palette_error(codec, int(idx[bad]))
+
+
+def _thread_copy(codec: PayloadDecoder) -> PayloadDecoder:
+    """A shallow copy with its own (lazily made) zstd context and no cache; tables shared."""
+    own = copy.copy(codec)  # __getstate__ leaves the zstd context out
+    own.cache = None
+    return own
+
+
+def _uncached_packed(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray,
+                     threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """The packed maps of samples ``idx`` decoded from their stored bytes (never from or into
+    the cache): split for unmasked ctx and zstd samples, else one call in this thread."""
+    split = codec.masks is None and codec.encoding in (C.ENCODING, "zstd")
+    chunks = split_by_pixels(codec.stored_pixels[idx], threads) if split else [(0, idx.size)]
+    if len(chunks) == 1:
+        return (codec if codec.cache is None else _thread_copy(codec)).packed_batch(payload, idx)
+    offsets = np.zeros(idx.size + 1, np.int64)
+    np.cumsum(codec.packed_sizes[idx], out=offsets[1:])
+    if codec.encoding == C.ENCODING:
+        out = np.empty(int(offsets[-1]), np.uint8)
+        run_chunks(lambda s, e: _ctx_chunk(codec, payload, idx[s:e], out, offsets[s:e],
+                                           MODE_PACKED), chunks)
+        return out, offsets
+    parts = run_chunks(lambda s, e: _thread_copy(codec).packed_batch(payload, idx[s:e])[0], chunks)
+    return np.concatenate(parts), offsets
+
+
+def _fill_cache(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, threads: int) -> None:
+    """Decode the samples of ``idx`` not in the cache yet (on ``threads`` threads) into it."""
+    assert codec.cache is not None
+    todo = codec.cache.missing(idx)
+    if todo.size:
+        data, offsets = _uncached_packed(codec, payload, todo, threads)
+        codec.cache.put_batch(todo, data, offsets)  # in this thread only
+
+
+def pixels_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, channels: int,
+                 planar: bool, out_offsets: np.ndarray, total: int, threads: int) -> np.ndarray:
+    """:meth:`PayloadDecoder.pixels_batch` on ``threads`` threads (see the module docstring):
+    the pixels of the unmasked samples ``idx`` in one new flat buffer of ``total`` bytes,
+    sample b at ``out_offsets[b]``."""
+    chunks = split_by_pixels(codec.heights[idx] * codec.widths[idx], threads)
+    if len(chunks) == 1:
+        return codec.pixels_batch(payload, idx, channels, planar, out_offsets, total)
+    out = np.empty(total, dtype=np.uint8)
+    if codec.encoding == C.ENCODING and codec.cache is None:
+        mode = MODE_CHW if planar else MODE_HWC
+        run_chunks(lambda s, e: _ctx_chunk(codec, payload, idx[s:e], out, out_offsets[s:e], mode),
+                   chunks)
+        return out
+    if codec.encoding == "zstd" and codec.cache is None:
+        def zstd_chunk(s: int, e: int) -> None:
+            data, offsets = _thread_copy(codec).packed_batch(payload, idx[s:e])
+            _palette_chunk(codec, data, offsets[:-1], idx[s:e], out, out_offsets[s:e], planar)
+        run_chunks(zstd_chunk, chunks)
+        return out
+    if codec.cache is not None:
+        _fill_cache(codec, payload, idx, threads)
+        data, starts = codec.cache.data, codec.cache.offsets[idx]
+    else:  # raw: the payload holds the packed maps
+        data, starts = payload, codec.offsets[idx]
+    run_chunks(lambda s, e: _palette_chunk(codec, data, starts[s:e], idx[s:e], out,
+                                           out_offsets[s:e], planar), chunks)
+    return out
+
+
+def decode_unmasked(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, channels: int,
+                    layout: str, threads: int) -> np.ndarray | list[np.ndarray]:
+    """What :meth:`DCQFile.decode_batch` returns for the unmasked samples ``idx`` (non-empty):
+    one array [B, ...] when they share a shape, else a list of views of one buffer."""
+    hs, ws = codec.heights[idx], codec.widths[idx]
+    sizes = hs * ws * channels
+    out_offsets = np.zeros(idx.size, dtype=np.int64)
+    np.cumsum(sizes[:-1], out=out_offsets[1:])
+    flat = pixels_batch(codec, payload, idx, channels, layout == "chw", out_offsets,
+                        int(sizes.sum()), threads)
+    hwc = layout == "hwc"
+    if bool((hs == hs[0]).all() and (ws == ws[0]).all()):
+        h, w = int(hs[0]), int(ws[0])
+        return flat.reshape((idx.size, h, w, channels) if hwc else (idx.size, channels, h, w))
+    return [flat[o:o + s].reshape((int(h), int(w), channels) if hwc else (channels, int(h), int(w)))
+            for o, s, h, w in zip(out_offsets.tolist(), sizes.tolist(), hs.tolist(), ws.tolist(),
+                                  strict=True)]
+
+
+def packed_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray,
+                 threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`PayloadDecoder.packed_batch` on ``threads`` threads: ``(data, offsets [B + 1])``.
+    The decoding of unmasked ctx and zstd samples (into the cache, when there is one) is
+    split; a raw batch and the copy out of the cache are one call."""
+    if threads == 1 or codec.encoding == "raw":
+        return codec.packed_batch(payload, idx)
+    if codec.cache is None:
+        return _uncached_packed(codec, payload, idx, threads)
+    _fill_cache(codec, payload, idx, threads)
+    return take(codec.cache.data, codec.cache.offsets[idx], codec.packed_sizes[idx])
