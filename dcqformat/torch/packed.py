@@ -31,6 +31,7 @@ from dcqformat.errors import InvalidArgumentError
 from dcqformat.format import masks as M
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.packed_checks import check_packed_batch
+from dcqformat.torch.shards import loader_threads
 
 __all__ = ["PackedBatch", "PackedSource", "collate_packed"]
 
@@ -222,7 +223,7 @@ class PackedSource:
         shard = np.searchsorted(self.starts, g, side="right") - 1
         local = g - self.starts[shard]
         if len(self.files) == 1:
-            data_np, offsets = self.files[0].packed_batch(local)
+            data_np, offsets = self.files[0].packed_batch(local, threads=loader_threads())
         else:
             data_np, offsets = self._gather_shards(shard, local)
         h, w = self.heights[g], self.widths[g]
@@ -243,7 +244,7 @@ class PackedSource:
         parts: list[np.ndarray] = [np.empty(0, np.uint8)] * shard.size
         for k in np.unique(shard).tolist():
             sel = np.flatnonzero(shard == k)
-            data, off = self.files[k].packed_batch(local[sel])
+            data, off = self.files[k].packed_batch(local[sel], threads=loader_threads())
             for t, a, b in zip(sel.tolist(), off[:-1].tolist(), off[1:].tolist(), strict=True):
                 parts[t] = data[a:b]
         offsets = np.zeros(shard.size + 1, np.int64)

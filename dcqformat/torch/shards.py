@@ -1,29 +1,39 @@
-"""Decoding sample positions spread over several ``.dcq`` shards into one buffer."""
+"""Decoding sample positions spread over several ``.dcq`` shards into one buffer, with the
+decode thread count that suits the process (:func:`loader_threads`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+from torch.utils.data import get_worker_info
 
 from dcqformat.format.reader import DCQFile
 
-__all__ = ["decode_positions"]
+__all__ = ["decode_positions", "loader_threads"]
+
+
+def loader_threads() -> int | None:
+    """The ``threads`` argument for batch decodes in this process: 1 inside a DataLoader
+    worker (the workers already share the CPUs out; threads in each would oversubscribe
+    them), None (automatic: this process's CPUs) elsewhere, e.g. with ``num_workers=0``."""
+    return 1 if get_worker_info() is not None else None
 
 
 def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str
                      ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
     """Decode global sample positions ``g`` (shard ``k`` holds ``starts[k]..starts[k+1]-1``):
     ``(stack, None)`` when one buffer holds them all, else ``(None, list of arrays)``; one
-    ``decode_batch`` call per shard."""
+    ``decode_batch`` call per shard, on :func:`loader_threads` threads."""
+    threads = loader_threads()
     if len(files) == 1:
-        decoded = files[0].decode_batch(g, layout)
+        decoded = files[0].decode_batch(g, layout, threads=threads)
         return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
     shard = np.searchsorted(starts, g, side="right") - 1
     groups = []
     for k in np.unique(shard).tolist():
         sel = np.flatnonzero(shard == k)
-        groups.append((sel, files[k].decode_batch(g[sel] - starts[k], layout)))
+        groups.append((sel, files[k].decode_batch(g[sel] - starts[k], layout, threads=threads)))
     if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
         return groups[0][1], None
     if all(isinstance(d, np.ndarray) for _, d in groups) and \
