@@ -281,6 +281,61 @@ def test_decode_many_matches_per_sample(
         np.testing.assert_array_equal(out, expected)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    bits=st.sampled_from([1, 2, 4, 3, 8]),
+    batch=st.integers(1, 14),
+    n_palettes=st.integers(1, 3),
+    ch=st.sampled_from([1, 3, 4]),
+    planar=st.booleans(),
+    full_palette=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_decode_many_shared_byte_tables_match_the_reference(
+    bits: int, batch: int, n_palettes: int, ch: int, planar: bool, full_palette: bool, seed: int
+) -> None:
+    """Batches whose palettes are shared by enough pixels take one byte table per palette
+    (q = 1, 2, 4; 1 or 3 channels); samples whose pixel count is not whole bytes, and palettes
+    used by too few pixels, the per-sample kernels. Every layout agrees with the reference,
+    invalid indices included, into outputs at odd offsets."""
+    rng = np.random.default_rng(seed)
+    n_colors = 1 << bits if full_palette else int(rng.integers(1, (1 << bits) + 1))
+    per = 8 // bits if bits in (1, 2, 4) else 1
+    n_pixels = rng.integers(0, 4000, size=batch) // per * per
+    n_pixels[rng.random(batch) < 0.2] += 1  # not whole bytes: no table for this sample
+    blobs = [pack_ref(rng.integers(0, 1 << bits, size=int(n), dtype=np.uint8), bits) for n in n_pixels]
+    if not full_palette and rng.random() < 0.5:  # valid indices only: every sample decodes
+        blobs = [pack_ref(rng.integers(0, n_colors, size=int(n), dtype=np.uint8), bits) for n in n_pixels]
+    offsets = np.cumsum([0, *[b.size + 1 for b in blobs[:-1]]]).astype(np.int64)
+    payload = np.concatenate([np.concatenate([b, np.zeros(1, np.uint8)]) for b in blobs])
+    out_offsets = np.cumsum([1, *[int(n) * ch + int(rng.integers(0, 3)) for n in n_pixels[:-1]]])
+    args = dict(payload=payload, offsets=offsets, n_pixels=n_pixels.astype(np.int64),
+                palette_ids=rng.integers(0, n_palettes, size=batch).astype(np.int64),
+                palettes=rng.integers(0, 256, size=(n_palettes, n_colors, ch), dtype=np.uint8),
+                bits=bits, out_offsets=out_offsets.astype(np.int64), planar=planar)
+    size = int(out_offsets[-1]) + int(n_pixels[-1]) * ch + 2
+    out = np.zeros(size, dtype=np.uint8)
+    result = decode_many_into(out=out, **args)  # type: ignore[arg-type]
+    expected, first_bad = decode_many_ref(out_size=size, **args)  # type: ignore[arg-type]
+    assert result == first_bad
+    last = batch if result == -1 else result
+    for i in range(last):
+        o, n = int(out_offsets[i]), int(n_pixels[i]) * ch
+        np.testing.assert_array_equal(out[o:o + n], expected[o:o + n])
+    if result == -1:
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_decode_many_shares_a_table_per_palette() -> None:
+    from dcqformat.codecs.palette import table_slots
+    ids = np.array([2, 0, 2, 7, 0, 2], np.int64)
+    pixels = np.array([4096, 4096, 4096, 4096, 4097, 100], np.int64)
+    slot, n = table_slots(ids, pixels, 2, 8192)
+    assert n == 1 and slot.tolist() == [0, -1, 0, -1, -1, 0]  # palette 0: 4096 whole-byte px only
+    slot, n = table_slots(ids, pixels, 2, 1)
+    assert n == 3 and slot.tolist() == [1, 0, 1, 2, -1, 1]
+
+
 def test_decode_many_reports_first_bad_sample() -> None:
     palettes = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3)
     good = pack_indices(np.array([0, 1, 2, 3], dtype=np.uint8), 3)
