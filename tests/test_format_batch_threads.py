@@ -15,7 +15,7 @@ import pytest
 
 from dcqformat import DCQFile, DCQWriter
 from dcqformat.errors import InvalidArgumentError, PayloadError
-from dcqformat.format import threadpool
+from dcqformat.format import batch_threads, threadpool
 from dcqformat.format.threadpool import resolve_threads, split_by_pixels
 
 ENCODINGS = ("raw", "zstd", "ctx")
@@ -120,14 +120,28 @@ def test_split_by_pixels_is_contiguous_and_about_even() -> None:
     assert split_by_pixels(np.array([10, 1, 1, 1, 1]), 2) == [(0, 1), (1, 5)]  # uneven by count
 
 
-def test_automatic_thread_count() -> None:
+def test_automatic_thread_count(files: dict[str, Path]) -> None:
     cpus = threadpool.available_cpus()
     if hasattr(os, "sched_getaffinity"):
         assert cpus == len(os.sched_getaffinity(0))
-    assert resolve_threads(None, 65_535) == 1  # too small to split
-    assert resolve_threads(None, 10**9) == min(cpus, threadpool.MAX_AUTO_THREADS)
-    assert resolve_threads(None, 0) == 1
-    assert resolve_threads(3, 10) == 3
+    most = min(cpus, threadpool.MAX_AUTO_THREADS)
+    for work, per in threadpool.MIN_PIXELS_PER_THREAD.items():
+        assert resolve_threads(None, 2 * per - 1, work) == 1  # too small to split
+        assert resolve_threads(None, 2 * per, work) == min(2, most)
+        assert resolve_threads(None, 10**12, work) == most
+        assert resolve_threads(None, 0, work) == 1
+        assert resolve_threads(3, 10, work) == 3
+    # the work is what the batch needs: entropy decoding unless raw or already in the cache
+    big = np.zeros(10**4, np.int64)  # 10,000 x sample 0 (144 px): 1.44M pixels
+    with DCQFile(files["ctx"]) as f:
+        c = f._codec  # the decoder the reader hands to batch_threads
+        assert batch_threads.thread_count(c, big, None, packed=False) == resolve_threads(None, 1_440_000, "ctx")
+        f.enable_cache()
+        assert batch_threads.thread_count(c, big, None, packed=True) == resolve_threads(None, 1_440_000, "ctx")
+        f.decode_batch([0])
+        assert batch_threads.thread_count(c, big, None, packed=False) == resolve_threads(None, 1_440_000)
+    with DCQFile(files["raw"]) as f:
+        assert batch_threads.thread_count(f._codec, big, None, packed=False) == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, "x", "2", 1.5, True])

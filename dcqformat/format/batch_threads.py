@@ -8,8 +8,8 @@ single-threaded path makes, each writing its own samples' places of one prealloc
 
 - ``ctx``: one rANS batch kernel call per chunk (pixels or packed maps), straight into the
   output at the chunk's offsets;
-- ``zstd``: one frame check and one python-zstandard batch call per chunk (each chunk on its
-  own copy of the decoder, so no zstd context is shared between threads), then one palette
+- ``zstd``: one frame check and one python-zstandard batch call per chunk (each chunk but the
+  calling thread's on its own copy of the decoder: no zstd context is shared), then one palette
   kernel call into the output; packed maps are the chunks' buffers one after another;
 - ``raw``: one palette kernel call per chunk over the payload itself (packed maps: one copy,
   never split);
@@ -38,9 +38,19 @@ from dcqformat.errors import PayloadError
 from dcqformat.format import ctx as C
 from dcqformat.format.cache import take
 from dcqformat.format.payload import MODE_CHW, MODE_HWC, MODE_PACKED, PayloadDecoder
-from dcqformat.format.threadpool import run_chunks, split_by_pixels
+from dcqformat.format.threadpool import resolve_threads, run_chunks, split_by_pixels
 
-__all__ = ["decode_unmasked", "pixels_batch", "packed_batch"]
+__all__ = ["thread_count", "decode_unmasked", "pixels_batch", "packed_batch"]
+
+
+def thread_count(codec: PayloadDecoder, idx: np.ndarray, threads: int | None, packed: bool) -> int:
+    """The ``threads`` argument resolved for decoding samples ``idx`` (to packed maps or to
+    pixels): validated, or the automatic count for the work it takes (entropy decoding of
+    ``ctx`` or ``zstd`` samples not in the cache, else only the palette kernel)."""
+    cached = codec.cache is not None and bool(codec.cache.filled[idx].all())
+    work = "palette" if codec.encoding == "raw" or cached else codec.encoding
+    pixels = codec.stored_pixels[idx] if packed else codec.heights[idx] * codec.widths[idx]
+    return resolve_threads(threads, int(pixels.sum()), work)
 
 
 def _palette_error(codec: PayloadDecoder, i: int) -> PayloadError:
@@ -69,8 +79,11 @@ def _palette_chunk(codec: PayloadDecoder, data: np.ndarray, starts: np.ndarray, 
         raise _palette_error(codec, int(idx[bad]))
 
 
-def _thread_copy(codec: PayloadDecoder) -> PayloadDecoder:
-    """A shallow copy with its own (lazily made) zstd context and no cache; tables shared."""
+def _thread_copy(codec: PayloadDecoder, first: bool) -> PayloadDecoder:
+    """The decoder for one chunk: ``codec`` itself for the first (the calling thread's) when it
+    has no cache, else a shallow copy with its own (lazily made) zstd context and no cache."""
+    if first and codec.cache is None:
+        return codec
     own = copy.copy(codec)  # __getstate__ leaves the zstd context out
     own.cache = None
     return own
@@ -83,7 +96,7 @@ def _uncached_packed(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray
     split = codec.masks is None and codec.encoding in (C.ENCODING, "zstd")
     chunks = split_by_pixels(codec.stored_pixels[idx], threads) if split else [(0, idx.size)]
     if len(chunks) == 1:
-        return (codec if codec.cache is None else _thread_copy(codec)).packed_batch(payload, idx)
+        return _thread_copy(codec, True).packed_batch(payload, idx)
     offsets = np.zeros(idx.size + 1, np.int64)
     np.cumsum(codec.packed_sizes[idx], out=offsets[1:])
     if codec.encoding == C.ENCODING:
@@ -91,7 +104,8 @@ def _uncached_packed(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray
         run_chunks(lambda s, e: _ctx_chunk(codec, payload, idx[s:e], out, offsets[s:e],
                                            MODE_PACKED), chunks)
         return out, offsets
-    parts = run_chunks(lambda s, e: _thread_copy(codec).packed_batch(payload, idx[s:e])[0], chunks)
+    parts = run_chunks(lambda s, e: _thread_copy(codec, s == 0).packed_batch(payload, idx[s:e])[0],
+                       chunks)
     return np.concatenate(parts), offsets
 
 
@@ -120,7 +134,7 @@ def pixels_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, ch
         return out
     if codec.encoding == "zstd" and codec.cache is None:
         def zstd_chunk(s: int, e: int) -> None:
-            data, offsets = _thread_copy(codec).packed_batch(payload, idx[s:e])
+            data, offsets = _thread_copy(codec, s == 0).packed_batch(payload, idx[s:e])
             _palette_chunk(codec, data, offsets[:-1], idx[s:e], out, out_offsets[s:e], planar)
         run_chunks(zstd_chunk, chunks)
         return out

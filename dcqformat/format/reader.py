@@ -28,7 +28,6 @@ from dcqformat.format import layout as L
 from dcqformat.format import masks as _masks
 from dcqformat.format.payload import PayloadDecoder
 from dcqformat.format.source import MappedPayload, open_source
-from dcqformat.format.threadpool import resolve_threads
 from dcqformat.format.validate import FileMetadata, check_pixel_limit, read_metadata
 
 LAYOUTS = ("hwc", "chw")
@@ -314,7 +313,7 @@ class DCQFile(MappedPayload):
         call (no per-sample Python work) per thread; ``threads`` as in :meth:`decode_batch`
         (split only for unmasked zstd and ctx samples outside the cache)."""
         idx = self._indices(indices)
-        n = resolve_threads(threads, int(self._stored_pixels[idx].sum()))
+        n = batch_threads.thread_count(self._codec, idx, threads, packed=True)
         return batch_threads.packed_batch(self._codec, self._batch_payload(idx), idx, n)
 
     def enable_cache(self) -> DCQFile:
@@ -350,15 +349,14 @@ class DCQFile(MappedPayload):
         of arrays. Without patch masks the batch is one compiled call per step and thread for
         every encoding (raw: one Numba call; zstd: one frame check, one batched decompression,
         one Numba call; ctx: one Numba call) on ``threads`` threads: None (default) for this
-        process's CPUs (at most 8; 1 under 65,536 pixels in all), or an int >= 1; contiguous
-        chunks of about equal pixel count, each decoded into its place of the output
-        (:mod:`~dcqformat.format.batch_threads`: the cache's missing samples are decoded in
-        the calling thread first). With patch masks it decodes sample by sample in the
-        calling thread (``threads`` is validated, not used).
+        process's CPUs (at most 8; fewer for small batches, see ``threadpool``), or an int >=
+        1. Each thread decodes a contiguous chunk of about equal pixel count into its place
+        of the output (:mod:`~dcqformat.format.batch_threads`). With patch masks it decodes
+        sample by sample in the calling thread (``threads`` is validated, not used).
         """
         _check_layout(layout)
         idx = self._indices(indices)
-        n_threads = resolve_threads(threads, int(self._n_pixels[idx].sum()))
+        n_threads = batch_threads.thread_count(self._codec, idx, threads, packed=False)
         if idx.size == 0:
             return []
         if self._masks is None:

@@ -9,7 +9,7 @@ releases the GIL too, so the chunks run on separate cores.
 :func:`resolve_threads` turns the public ``threads`` argument into a count: None is automatic
 (the CPUs this process may run on, ``len(os.sched_getaffinity(0))`` where the system has it,
 at most :data:`MAX_AUTO_THREADS`, and one thread per :data:`MIN_PIXELS_PER_THREAD` pixels of
-the batch, so a batch under 2 × 32,768 pixels is never split); an int must be >= 1.
+the batch for its kind of work, so a small batch is never split); an int must be >= 1.
 
 The pool is made lazily, once per process, and is fork-safe: a ``fork`` child (a DataLoader
 worker) never uses the pool it inherited (its threads do not exist there). The pool remembers
@@ -34,9 +34,15 @@ __all__ = ["MAX_AUTO_THREADS", "MIN_PIXELS_PER_THREAD", "available_cpus", "resol
 
 #: The most threads ``threads=None`` uses.
 MAX_AUTO_THREADS = 8
-#: ``threads=None`` uses one thread per this many pixels of the batch (so a batch of fewer
-#: than twice this many pixels is decoded in the calling thread alone).
-MIN_PIXELS_PER_THREAD = 1 << 15
+#: ``threads=None`` uses one thread per this many pixels of the batch, by the work done per
+#: pixel: ``"ctx"`` entropy decoding (~5 ns/px), ``"zstd"`` (~1.3 ns/px in all) and
+#: ``"palette"`` (raw payloads, cached maps, :func:`~dcqformat.torch.expand`: ~0.3 ns/px). A
+#: batch under twice the count stays in the calling thread: handing a chunk to another thread
+#: and back costs ~0.1 ms on a 2-core VM (more for zstd, whose chunks pass the GIL back and forth
+#: between their compiled steps). Measured there (64 and 224 px, q = 2), 2 threads vs 1: ctx
+#: 1.06x at 65K pixels, 1.72x at 262K; zstd 0.71x at 262K, 1.18x at 1M; palette 0.84x at 1M,
+#: 1.26-1.41x at 3.2-4.2M.
+MIN_PIXELS_PER_THREAD = {"ctx": 1 << 16, "zstd": 1 << 19, "palette": 1 << 21}
 
 
 def available_cpus() -> int:
@@ -48,13 +54,15 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def resolve_threads(threads: Any, pixels: int) -> int:
-    """The thread count for a batch of ``pixels`` pixels: ``threads`` itself (validated: an
-    int >= 1, else :class:`~dcqformat.errors.InvalidArgumentError` naming the value) or, for
-    None, the automatic count described in the module docstring."""
+def resolve_threads(threads: Any, pixels: int, work: str = "palette") -> int:
+    """The thread count for a batch of ``pixels`` pixels of ``work`` (a key of
+    :data:`MIN_PIXELS_PER_THREAD`): ``threads`` itself (validated: an int >= 1, else
+    :class:`~dcqformat.errors.InvalidArgumentError` naming the value) or, for None, the
+    automatic count described in the module docstring."""
     if threads is not None:
         return check_int(threads, "threads", minimum=1)
-    return max(1, min(MAX_AUTO_THREADS, available_cpus(), int(pixels) // MIN_PIXELS_PER_THREAD))
+    per = MIN_PIXELS_PER_THREAD[work]
+    return max(1, min(MAX_AUTO_THREADS, available_cpus(), int(pixels) // per))
 
 
 def split_by_pixels(pixels: np.ndarray, threads: int) -> list[tuple[int, int]]:

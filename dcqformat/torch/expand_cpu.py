@@ -55,7 +55,7 @@ def expand_cpu(batch: PackedBatch, threads: int | None = None) -> Images:
     data = batch.data.numpy()
     offsets, stored = batch.offsets.numpy()[:-1], batch.stored.numpy()
     pids, palettes = batch.palette_ids.numpy(), np.ascontiguousarray(batch.palettes.numpy())
-    n = resolve_threads(loader_threads() if threads is None else threads, int(pixels.sum()))
+    n = resolve_threads(loader_threads() if threads is None else threads, int(pixels.sum()), "palette")
     chunks = split_by_pixels(pixels, n)
 
     def chunk(s: int, e: int) -> int:
