@@ -185,3 +185,24 @@ def test_packed_batches_own_writable_memory(files: dict[str, Path]) -> None:
         batch = ds.pack([0, 1, 2])
     assert batch.data.numpy().flags.writeable
     batch.data[0] = batch.data[0]
+
+
+@pytest.mark.parametrize("name", ["raw", "zstd"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_packed_batch_is_one_storage(tmp_path: Path, name: str, masked: bool) -> None:
+    """A DataLoader worker shares every tensor storage separately (a shared-memory segment and
+    a descriptor passed per storage): every field of a packed batch is a view of one buffer,
+    the int64 ones aligned, and equal to what the file holds."""
+    path = write(tmp_path / "x.dcq", 9, sizes=((8, 8), (5, 3)), encoding=name, patch_size=4 if masked else None)
+    batch = DCQDataset(path, output="packed").pack([4, 0, 7, 7])
+    tensors = {k: getattr(batch, k) for k in batch.__dataclass_fields__ if isinstance(getattr(batch, k), torch.Tensor)}
+    assert len({t.untyped_storage().data_ptr() for t in tensors.values()}) == 1
+    assert all(t.is_contiguous() for t in tensors.values())
+    assert all(t.data_ptr() % 8 == 0 for t in tensors.values() if t.dtype == torch.int64)
+    f = DCQFile(path)
+    data, offsets = f.packed_batch([4, 0, 7, 7])
+    assert batch.data.numpy().tobytes() == data.tobytes() and batch.offsets.tolist() == offsets.tolist()
+    assert batch.labels.tolist() == f.labels[[4, 0, 7, 7]].tolist() and batch.indices.tolist() == [4, 0, 7, 7]
+    images, _ = expand(batch, "cpu")
+    for b, i in enumerate([4, 0, 7, 7]):
+        assert np.array_equal(images[b].numpy(), f.decode(i, "chw"))
