@@ -13,8 +13,9 @@ by a simple stand-in quantizer, not by ``dcqformat convert``: one global palette
 NumPy over a pixel sample, each pixel mapped to its nearest palette colour, raw payload; decode
 speed does not depend on the palette's colours. ``--dcq NAME=FILE`` uses FILE instead (e.g. the
 file ``dcqformat convert`` writes by default, whose payload encoding ``auto`` picks), and adds
-the row ``.dcq batched, cache`` (``DCQDataset(cache_decoded=True)``: entropy decoding only in
-the first epoch; the warm-up epoch fills each persistent worker's cache).
+the rows ``.dcq batched, cache`` (``DCQDataset(cache_decoded=True)``: entropy decoding only in
+the first epoch; the warm-up epoch fills each persistent worker's cache) and ``.dcq packed ->
+expand, cache`` (the same cache under ``output="packed"``).
 
 Every row is a ``torch.utils.data.DataLoader`` (batch 256, shuffled, the platform's default
 start method, persistent workers when ``num_workers > 0``) yielding uint8 C×H×W batches:
@@ -25,7 +26,12 @@ start method, persistent workers when ``num_workers > 0``) yielding uint8 C×H×
 - ``.dcq batched``: ``DCQDataset`` as is: DataLoader calls ``__getitems__`` (one
   ``decode_batch`` per batch), default collate stacks the per-sample views;
 - ``.dcq batched + collate``: the same with ``collate_fn=DCQDataset.collate`` (the decode buffer
-  is the batch, no per-sample work).
+  is the batch, no per-sample work);
+- ``.dcq packed -> expand``: ``DCQDataset(output="packed")``: the workers decode only the packed
+  q-bit index maps (a ctx or zstd file is entropy-decoded there) and ship those (q/8 bytes per
+  pixel instead of C), and the main process turns each batch into the same uint8 C×H×W pixel
+  batch with ``expand(batch, "cpu")`` (the Numba palette kernel, on the automatic thread
+  count); the expansion is part of the timed loop, so its cost is counted like any other.
 
 Figures are images per second through the loader in the main process, after one warm-up
 epoch, the median of ``--rounds`` rounds of at least ``--seconds`` each; within a round all
@@ -56,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED_DATA  # noqa: E402
 
 from dcqformat import DCQWriter  # noqa: E402
-from dcqformat.torch import DCQDataset  # noqa: E402
+from dcqformat.torch import DCQDataset, expand  # noqa: E402
 
 QUANTIZER = "numpy k-means, one global palette of 4 colours (q=2), nearest-colour mapping"
 
@@ -175,7 +181,7 @@ class SingleSample(Dataset[Any]):
         return self.ds[i]
 
 
-def _time_epochs(loader: DataLoader, seconds: float) -> float:
+def _time_epochs(loader: Any, seconds: float) -> float:
     """Images/s over whole epochs lasting at least ``seconds`` in all."""
     count = 0
     start = time.perf_counter()
@@ -187,7 +193,7 @@ def _time_epochs(loader: DataLoader, seconds: float) -> float:
             return count / elapsed
 
 
-def run_cell(variants: dict[str, Callable[[], DataLoader]], seconds: float, rounds: int) -> dict[str, float]:
+def run_cell(variants: dict[str, Callable[[], Any]], seconds: float, rounds: int) -> dict[str, float]:
     """Median images/s of every variant, interleaving the variants round by round. Each loader
     is built once and warmed up by one epoch (workers started, JIT caches loaded, page cache
     warm); its persistent workers then serve every round."""
@@ -204,8 +210,20 @@ def run_cell(variants: dict[str, Callable[[], DataLoader]], seconds: float, roun
     return {name: statistics.median(v) for name, v in results.items()}
 
 
+class Expanded:
+    """A DataLoader of packed batches whose every batch the main process expands on the CPU
+    (``expand(batch, "cpu")``: uint8 [B, C, H, W] and labels, like every other row)."""
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            yield expand(batch, "cpu")
+
+
 ROWS = ["PNG folder", "JPEG folder", ".dcq single", ".dcq batched", ".dcq batched + collate",
-        ".dcq batched, cache"]
+        ".dcq batched, cache", ".dcq packed -> expand", ".dcq packed -> expand, cache"]
 
 
 def bench_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: list[str], work: Path,
@@ -230,19 +248,27 @@ def bench_dataset(name: str, images: np.ndarray, labels: np.ndarray, classes: li
             kw: dict[str, Any] = {"collate_fn": collate} if collate is not None else {}
             return lambda: DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=w,
                                       persistent_workers=w > 0, **kw)
-        variants = {
+        variants: dict[str, Callable[[], Any]] = {
             "PNG folder": loader(FolderDataset(png, mode)),
             "JPEG folder": loader(FolderDataset(jpg, mode)),
             ".dcq single": loader(SingleSample(ds)),
             ".dcq batched": loader(ds),
             ".dcq batched + collate": loader(ds, DCQDataset.collate),
         }
+        variants[".dcq packed -> expand"] = expanded(loader(DCQDataset(dcq, output="packed")))
         if given is not None:
             variants[".dcq batched, cache"] = loader(DCQDataset(dcq, cache_decoded=True))
+            variants[".dcq packed -> expand, cache"] = expanded(
+                loader(DCQDataset(dcq, output="packed", cache_decoded=True)))
         out[w] = run_cell(variants, seconds, rounds)
         print(f"[{name}] workers={w}: " + ", ".join(f"{k} {v:,.0f}/s" for k, v in out[w].items()),
               file=sys.stderr)
     return out
+
+
+def expanded(make: Callable[[], DataLoader]) -> Callable[[], Expanded]:
+    """The loader ``make`` builds, its packed batches expanded in the main process."""
+    return lambda: Expanded(make())
 
 
 def _du(root: Path) -> int:
