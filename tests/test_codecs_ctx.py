@@ -208,3 +208,19 @@ def test_damaged_streams_are_payload_errors(cut: str) -> None:
     bad = {"truncate": stream[:-1], "trail": stream + b"\0", "flip": bytes([stream[0] ^ 0x80]) + stream[1:]}[cut]
     with pytest.raises(PayloadError, match="ctx stream"):
         decode_indices(np.frombuffer(bad, np.uint8), one * 16, one * 16, model)
+
+
+@SETTINGS
+@given(bits=st.integers(1, 8), n=st.integers(0, 70), offset=st.integers(0, 5), seed=st.integers(0, 2**16))
+def test_pack_into_equals_the_reference_packing(bits: int, n: int, offset: int, seed: int) -> None:
+    """The batch kernel's packer (whole bytes for q = 1, 2, 4, then the bit accumulator) writes
+    exactly the §5 bytes bitpack.pack_indices writes, at any offset, for lengths that do and do
+    not fill the last byte, and touches nothing after them."""
+    from dcqformat.codecs.bitpack import pack_indices
+    from dcqformat.codecs.ctx_decode import pack_into
+    idx = np.random.default_rng(seed).integers(0, 1 << bits, n, dtype=np.uint8)
+    want = pack_indices(idx, bits)
+    out = np.full(offset + want.size + 3, 0xAA, np.uint8)
+    pack_into(idx, n, bits, out, offset)
+    assert out[offset:offset + want.size].tobytes() == want.tobytes()
+    assert (out[:offset] == 0xAA).all() and (out[offset + want.size:] == 0xAA).all()

@@ -250,11 +250,30 @@ def ctx_decode_kernel(stream, start, length, rect_h, rect_w, entry, model_base, 
 @njit(cache=True, nogil=True)
 def pack_into(idx, n, bits, out, o):  # type: ignore[no-untyped-def]
     """Pack ``idx[:n]`` as the §5 q-bit little-endian stream into ``out[o:o + ceil(n*bits/8)]``
-    (padding bits zero)."""
+    (padding bits zero). q = 1, 2, 4 fill whole bytes from 8 // q indices at a time (a loop
+    without dependencies, ~4x faster than the bit accumulator), then the accumulator takes the
+    rest and the other q."""
+    uo = U(o)
+    done = 0
+    if bits == 8:
+        for p in range(n):
+            out[uo + U(p)] = idx[U(p)]
+        return
+    if bits == 1 or bits == 2 or bits == 4:
+        per = 8 // bits
+        whole = n // per
+        for j in range(whole):
+            q = U(j * per)
+            b = np.int64(0)
+            for t in range(per):
+                b |= np.int64(idx[q + U(t)]) << (t * bits)
+            out[uo + U(j)] = b
+        done = whole * per
+        uo += U(whole)
     acc = np.int64(0)
     have = 0
-    pos = U(o)
-    for p in range(n):
+    pos = uo
+    for p in range(done, n):
         acc |= np.int64(idx[U(p)]) << have
         have += bits
         while have >= 8:
