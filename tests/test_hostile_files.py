@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import zstandard
+from attacks.conftest import PEAK_RSS
 
 from dcqformat import DCQFile, DCQWriter
 from dcqformat.errors import (
@@ -394,18 +395,18 @@ def test_unallocated_huge_dataset_is_rejected_without_allocating(write_dcq: Call
                                          h5.create_dataset("provenance", shape=(size,), dtype="u1"),
                                          h5["provenance"].attrs.__setitem__("crc32", crc(bytes(size)))))
     assert path.stat().st_size < 64 << 10
-    code = textwrap.dedent(f"""
-        import resource, sys
+    code = textwrap.dedent(PEAK_RSS) + textwrap.dedent(f"""
+        import sys
         from dcqformat import DCQFile
         from dcqformat.errors import DcqError
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_rss_kib()
         try:
             DCQFile({str(path)!r})
         except DcqError:
             pass
         else:
             sys.exit("accepted")
-        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        grew = peak_rss_kib() - before
         sys.exit(f"peak memory grew by {{grew // 1024}} MiB" if grew > 48 << 10 else 0)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -138,10 +138,24 @@ def exercise(path: Path, check_crc: bool) -> None:
         f.verify()
 
 
+def peak_rss_kib() -> int:
+    """The peak resident set of this process's own address space, KiB (Linux ``VmHWM``; else
+    ``ru_maxrss``). Not ``ru_maxrss`` on Linux: after fork + exec it starts at the parent's
+    peak, so a child of a large process (a pytest run past 1 GiB) would report that."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def child(bases: list[Path], seed: int, first: int, count: int, folder: Path, watchdog: float) -> None:
     """Run cases ``first .. first+count-1``, one JSON line each (stdout)."""
     import faulthandler
-    import resource
 
     from dcqformat.errors import DcqError
 
@@ -160,7 +174,7 @@ def child(bases: list[Path], seed: int, first: int, count: int, folder: Path, wa
         except BaseException as exc:  # noqa: BLE001 - what is hunted
             outcome = f"OTHER:{type(exc).__name__}: {str(exc)[:200]}"
         faulthandler.cancel_dump_traceback_later()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss = peak_rss_kib()
         print(json.dumps({"case": case, "base": name, "outcome": outcome, "rss_kib": rss}), flush=True)
 
 

@@ -47,6 +47,25 @@ def write_small(path: Path, *, classes: Sequence[str] = ("a", "b"), n: int = 4, 
     return maps
 
 
+#: Source of ``peak_rss_kib()`` for the child scripts that measure memory: the peak resident set
+#: of the child's own address space (Linux ``VmHWM``). ``getrusage(RUSAGE_SELF).ru_maxrss`` is
+#: no measure there: after fork + exec it starts at the *parent's* peak (the kernel folds the
+#: forked copy's high-water mark into it), so in a pytest process past 1 GiB every child
+#: "peaked" over 1 GiB and a growth measured from it could not exceed zero.
+PEAK_RSS = """
+def peak_rss_kib():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+
 def child_env() -> dict[str, str]:
     """The environment a child needs to import the dcqformat under test (run it with a ``cwd``
     outside the checkout: ``python -c`` puts the working directory first on ``sys.path``)."""

@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,21 +27,21 @@ import zstandard
 from dcqformat import DCQFile
 from dcqformat.errors import DcqError
 
-from .conftest import child_env, crc, run_python, write_small
+from .conftest import PEAK_RSS, child_env, crc, run_python, write_small
 
-PEAK = """
-    import resource, sys
+PEAK = textwrap.dedent(PEAK_RSS) + textwrap.dedent("""
+    import sys
     from dcqformat import DCQFile
     from dcqformat.errors import DcqError
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_kib()
     try:
         DCQFile(sys.argv[1])
     except DcqError as exc:
         print("refused:", exc)
     else:
         print("accepted")
-    print("grew_mib", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
-"""
+    print("grew_mib", (peak_rss_kib() - before) // 1024)
+""")
 
 
 def _grew_mib(path: Path, tmp_path: Path) -> tuple[str, int]:
