@@ -7,7 +7,8 @@ parsers instead of stopping at a checksum). Each case damages a base -- bit flip
 0x00/0xFF/0x7F/0x80/0x01, 32- and 64-bit fields set to 0, 1, -1, 2**31, 2**32 + 1 or the file
 size, random runs, insertions, deletions, truncation -- at positions weighted to the non-zero
 bytes, the global heap collections and the ``/classes`` descriptors, then opens it, reads every
-sample (one by one and batched, with and without per-read CRC checks), builds the storage report
+sample (one by one and batched, on one thread and split over threads, with and without
+per-read CRC checks), builds the storage report
 and verifies it. Only a ``DcqError`` may come out.
 
 Cases run in batches in child processes so that a crash (a signal) or a hang (a per-case
@@ -22,6 +23,7 @@ number (``--replay SEED:CASE`` rebuilds and reruns one).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import random
@@ -133,7 +135,11 @@ def exercise(path: Path, check_crc: bool) -> None:
             f[i]
         if len(f):
             f.decode_batch(range(len(f)))
-            f.decode_batch(list(range(len(f)))[::-1], layout="hwc")
+            if "threads" in inspect.signature(f.decode_batch).parameters:  # (older checkouts)
+                f.decode_batch(list(range(len(f)))[::-1], layout="hwc", threads=2)  # split
+                f.packed_batch(range(len(f)), threads=3)
+            else:
+                f.decode_batch(list(range(len(f)))[::-1], layout="hwc")
         f.info()
         f.verify()
 
