@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import sys
@@ -102,6 +103,53 @@ def zstd_declared_size(frame: bytes) -> int | None:
         return None
     value = int.from_bytes(frame[pos:pos + fcs_size], "little")
     return value + 256 if fcs_size == 2 else value
+
+
+UNDEF = 2**64 - 1
+
+
+def _tree_node(data: bytes | mmap.mmap, at: int) -> tuple[int, int, int, int] | None:
+    """§10.14: (type, level, entries used, right sibling) of a v1 B-tree node at ``at``."""
+    if at == UNDEF or at + 24 > len(data) or data[at:at + 4] != b"TREE" or data[at + 4] > 1:
+        return None
+    used, _left, right = struct.unpack_from("<HQQ", data, at + 6)
+    return data[at + 4], data[at + 5], used, right
+
+
+def endless_hdf5_walk(data: bytes | mmap.mmap) -> str | None:
+    """§10.14: what in the file HDF5 would walk without end (a looping local heap free list, a
+    looping B-tree sibling chain, a B-tree child not one level down), or None. The whole file
+    is searched, before HDF5 opens it (the spec allows that)."""
+    at = data.find(b"HEAP\x00\x00\x00\x00")
+    while at >= 0:
+        if at + 32 <= len(data):
+            size, offset, seg = struct.unpack_from("<QQQ", data, at + 8)
+            visited: set[int] = set()
+            while seg + size <= len(data) and offset != UNDEF and offset + 16 <= size:
+                if offset in visited:
+                    return f"the free list of the local heap at byte {at} loops"
+                visited.add(offset)
+                offset = struct.unpack_from("<Q", data, seg + offset)[0]
+        at = data.find(b"HEAP\x00\x00\x00\x00", at + 1)
+    at = data.find(b"TREE")
+    while at >= 0:
+        node = _tree_node(data, at)
+        if node is not None:
+            kind, level, used, right = node
+            chain = {at}
+            while (nxt := _tree_node(data, right)) is not None:
+                if right in chain:
+                    return f"the right-sibling chain of the B-tree node at byte {at} loops"
+                chain.add(right)
+                right = nxt[3]
+            if level > 0 and used > 0:
+                keys = [8] if kind == 0 else [16 + 8 * r for r in range(1, 33)]
+                if not any(at + 24 + (used + 1) * k + 8 * used <= len(data) and all(
+                        (c := _tree_node(data, struct.unpack_from("<Q", data, at + 24 + k + i * (k + 8))[0]))
+                        is not None and c[:2] == (kind, level - 1) for i in range(used)) for k in keys):
+                    return f"the B-tree node at byte {at} (level {level}) has children that are not level {level - 1} nodes"
+        at = data.find(b"TREE", at + 1)
+    return None
 
 
 def unpack(packed: bytes, n_pixels: int, bits: int) -> np.ndarray:
@@ -194,6 +242,10 @@ class IndependentReader:
             raise self._err("NotADcqFileError", "open", "no readable HDF5 superblock")
         if size < eof:  # §10.2
             raise self._err("TruncatedFileError", "open", f"{size} bytes, the superblock says {eof}")
+        with open(self.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            endless = endless_hdf5_walk(data)
+        if endless is not None:  # §10.14, before HDF5 walks anything
+            raise self._err("StructureError", "open", f"{endless}; HDF5 would never finish walking it")
         try:
             h5 = h5py.File(self.path, "r")
         except OSError as exc:

@@ -80,6 +80,16 @@ def run_python(code: str, *args: str, cwd: Path, timeout: float = 60,
                           text=True, timeout=timeout, env=child_env(), cwd=cwd)
 
 
+def independent_verdict(path: Path) -> str:
+    """What ``tools/independent_reader.py`` (written from the spec alone) says of ``path``, run
+    in a child so that a hang is a TimeoutExpired and a crash a non-zero, non-2 exit."""
+    tool = Path(__file__).resolve().parents[2] / "tools" / "independent_reader.py"
+    proc = subprocess.run([sys.executable, str(tool), str(path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode in (0, 2), proc.stderr[-2000:]
+    return proc.stdout
+
+
 @pytest.fixture
 def earliest_copy(fuzz_tool: Any) -> Callable[[Path, Path], None]:
     """``earliest_copy(src, dst)``: the same file written with HDF5's oldest object headers

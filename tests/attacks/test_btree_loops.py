@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -16,7 +17,7 @@ import pytest
 from dcqformat.errors import StructureError
 from dcqformat.format.btree1 import check_v1_btrees
 
-from .conftest import run_python
+from .conftest import independent_verdict, run_python
 from .test_memory_bombs import PEAK
 
 VECTOR = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "valid" / "q1_grey_ctx_worked_example.dcq"
@@ -49,11 +50,13 @@ def test_a_looping_group_btree_is_refused_not_walked(
     proc = run_python(PEAK, str(bomb), cwd=tmp_path, timeout=60)  # a hang: TimeoutExpired
     assert proc.returncode == 0, f"the reader died: rc {proc.returncode}"  # SIGSEGV before
     assert proc.stdout.startswith("refused:") and "B-tree node" in proc.stdout, proc.stdout
+    said = independent_verdict(bomb)  # and a reader written from spec §10.14 alone
+    assert "StructureError at open" in said and "B-tree node" in said, said
 
 
 @pytest.mark.parametrize("shape,chunks", [((20_000,), (7,)), ((300, 40), (3, 5))])
 def test_deep_chunk_btrees_of_valid_files_pass(tmp_path: Path, shape: tuple[int, ...],
-                                               chunks: tuple[int, ...]) -> None:
+                                               chunks: tuple[int, ...], independent_reader: Any) -> None:
     """Real multi-level chunk indexes (libver earliest: v1 B-trees of rank 1 and 2) are not
     refused: the check finds the rank whose children are one level down."""
     path = tmp_path / "chunks.h5"
@@ -65,6 +68,7 @@ def test_deep_chunk_btrees_of_valid_files_pass(tmp_path: Path, shape: tuple[int,
     levels = {data[p + 5] for p in _tree_nodes(data)}
     assert max(levels) >= 1  # deep enough to exercise the child check
     assert check_v1_btrees(data, len(data), str(path)) > 10
+    assert independent_reader.endless_hdf5_walk(data) is None  # the spec's rule, written apart
     with h5py.File(path, "r") as h5:  # and HDF5 agrees the file is fine
         assert h5["x"].shape == shape
 

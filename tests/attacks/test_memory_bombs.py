@@ -27,7 +27,7 @@ import zstandard
 from dcqformat import DCQFile
 from dcqformat.errors import DcqError
 
-from .conftest import PEAK_RSS, child_env, crc, run_python, write_small
+from .conftest import PEAK_RSS, child_env, crc, independent_verdict, run_python, write_small
 
 PEAK = textwrap.dedent(PEAK_RSS) + textwrap.dedent("""
     import sys
@@ -209,6 +209,8 @@ def test_a_looping_local_heap_free_list_is_refused_not_followed(
     bomb.write_bytes(bytes(data))
     proc = run_python(PEAK, str(bomb), cwd=tmp_path, timeout=60)  # TimeoutExpired = the hang
     assert proc.stdout.startswith("refused:") and "loops" in proc.stdout, proc.stdout + proc.stderr[-500:]
+    said = independent_verdict(bomb)  # and a reader written from spec §10.14 alone
+    assert "StructureError at open" in said and "loops" in said, said
 
 
 def test_local_heap_free_lists_are_walked_as_hdf5_walks_them() -> None:
