@@ -88,21 +88,6 @@ def _rank1(vw, vn, vnw, vne):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
-    """One decoding step without renormalisation: (symbol, new state). ``tb`` is the row's
-    offset in ``cum``; symbol 0 (the usual one) is tested first."""
-    slot = x & 0xFFF
-    c1 = np.int64(cum[tb + U(1)])
-    if slot < c1:
-        return 0, c1 * (x >> 12) + slot
-    s = 1
-    while s < k - 1 and slot >= cum[tb + U(s + 1)]:
-        s += 1
-    lo = np.int64(cum[tb + U(s)])
-    return s, (np.int64(cum[tb + U(s + 1)]) - lo) * (x >> 12) + slot - lo
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _symbol_above(x, tb, cum, k):  # type: ignore[no-untyped-def]
     """:func:`_symbol` when the slot is known not to be symbol 0's."""
     slot = x & 0xFFF
@@ -111,6 +96,17 @@ def _symbol_above(x, tb, cum, k):  # type: ignore[no-untyped-def]
         s += 1
     lo = np.int64(cum[tb + U(s)])
     return s, (np.int64(cum[tb + U(s + 1)]) - lo) * (x >> 12) + slot - lo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _symbol(x, tb, cum, k):  # type: ignore[no-untyped-def]
+    """One decoding step without renormalisation: (symbol, new state). ``tb`` is the row's
+    offset in ``cum``; symbol 0 (the usual one) is tested first."""
+    slot = x & 0xFFF
+    c1 = np.int64(cum[tb + U(1)])
+    if slot < c1:
+        return 0, c1 * (x >> 12) + slot
+    return _symbol_above(x, tb, cum, k)
 
 
 @njit(cache=True, nogil=True)

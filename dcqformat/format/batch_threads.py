@@ -32,9 +32,6 @@ import copy
 
 import numpy as np
 
-from dcqformat.codecs.ctx import batch_status, status_error
-from dcqformat.codecs.palette import decode_many_kernel
-from dcqformat.errors import PayloadError
 from dcqformat.format import ctx as C
 from dcqformat.format.cache import take
 from dcqformat.format.payload import MODE_CHW, MODE_HWC, MODE_PACKED, PayloadDecoder
@@ -51,32 +48,6 @@ def thread_count(codec: PayloadDecoder, idx: np.ndarray, threads: int | None, pa
     work = "palette" if codec.encoding == "raw" or cached else codec.encoding
     pixels = codec.stored_pixels[idx] if packed else codec.heights[idx] * codec.widths[idx]
     return resolve_threads(threads, int(pixels.sum()), work)
-
-
-def _palette_error(codec: PayloadDecoder, i: int) -> PayloadError:
-    return PayloadError(
-        f"{codec.where}: sample {i} holds a palette index >= palette_size "
-        f"{codec.palette_size} (payload bytes at offset {int(codec.offsets[i])})")
-
-
-def _ctx_chunk(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, out: np.ndarray,
-               out_offsets: np.ndarray, mode: int) -> None:
-    """One ctx batch kernel call for samples ``idx`` into ``out`` at ``out_offsets``."""
-    assert codec.ctx is not None and codec.model_ids is not None
-    b, status = batch_status(payload, codec.offsets[idx], codec.lengths[idx], codec.heights[idx],
-                             codec.widths[idx], codec.model_ids[idx], codec.ctx.model, codec.bits,
-                             codec.palettes, codec.clusters[idx], out, out_offsets, mode)
-    if b >= 0:
-        raise status_error(f"{codec.where}: sample {int(idx[b])}", status)
-
-
-def _palette_chunk(codec: PayloadDecoder, data: np.ndarray, starts: np.ndarray, idx: np.ndarray,
-                   out: np.ndarray, out_offsets: np.ndarray, planar: bool) -> None:
-    """One palette kernel call: the packed maps at ``data[starts[b]:]`` into ``out``."""
-    bad = decode_many_kernel(data, starts, codec.stored_pixels[idx], codec.clusters[idx],
-                             codec.palettes, codec.bits, out, out_offsets, planar)
-    if bad >= 0:
-        raise _palette_error(codec, int(idx[bad]))
 
 
 def _thread_copy(codec: PayloadDecoder, first: bool) -> PayloadDecoder:
@@ -101,8 +72,7 @@ def _uncached_packed(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray
     np.cumsum(codec.packed_sizes[idx], out=offsets[1:])
     if codec.encoding == C.ENCODING:
         out = np.empty(int(offsets[-1]), np.uint8)
-        run_chunks(lambda s, e: _ctx_chunk(codec, payload, idx[s:e], out, offsets[s:e],
-                                           MODE_PACKED), chunks)
+        run_chunks(lambda s, e: codec.ctx_into(payload, idx[s:e], out, offsets[s:e], MODE_PACKED), chunks)
         return out, offsets
     parts = run_chunks(lambda s, e: _thread_copy(codec, s == 0).packed_batch(payload, idx[s:e])[0],
                        chunks)
@@ -129,13 +99,13 @@ def pixels_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, ch
     out = np.empty(total, dtype=np.uint8)
     if codec.encoding == C.ENCODING and codec.cache is None:
         mode = MODE_CHW if planar else MODE_HWC
-        run_chunks(lambda s, e: _ctx_chunk(codec, payload, idx[s:e], out, out_offsets[s:e], mode),
+        run_chunks(lambda s, e: codec.ctx_into(payload, idx[s:e], out, out_offsets[s:e], mode),
                    chunks)
         return out
     if codec.encoding == "zstd" and codec.cache is None:
         def zstd_chunk(s: int, e: int) -> None:
             data, offsets = _thread_copy(codec, s == 0).packed_batch(payload, idx[s:e])
-            _palette_chunk(codec, data, offsets[:-1], idx[s:e], out, out_offsets[s:e], planar)
+            codec.palette_into(data, offsets[:-1], idx[s:e], out, out_offsets[s:e], planar)
         run_chunks(zstd_chunk, chunks)
         return out
     if codec.cache is not None:
@@ -143,8 +113,7 @@ def pixels_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, ch
         data, starts = codec.cache.data, codec.cache.offsets[idx]
     else:  # raw: the payload holds the packed maps
         data, starts = payload, codec.offsets[idx]
-    run_chunks(lambda s, e: _palette_chunk(codec, data, starts[s:e], idx[s:e], out,
-                                           out_offsets[s:e], planar), chunks)
+    run_chunks(lambda s, e: codec.palette_into(data, starts[s:e], idx[s:e], out, out_offsets[s:e], planar), chunks)
     return out
 
 

@@ -189,17 +189,34 @@ class PayloadDecoder:
                 return int(j)
         return int(idx[0])
 
-    def _ctx_batch(self, payload: np.ndarray, idx: np.ndarray, palettes: np.ndarray, mode: int,
-                   sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def ctx_into(self, payload: np.ndarray, idx: np.ndarray, out: np.ndarray,
+                 out_offsets: np.ndarray, mode: int) -> None:
+        """One ctx batch kernel call: samples ``idx`` (unmasked) into ``out`` at ``out_offsets``
+        (``mode``: MODE_PACKED, MODE_HWC or MODE_CHW); PayloadError naming a bad sample."""
         assert self.ctx is not None and self.model_ids is not None
+        b, status = batch_status(payload, self.offsets[idx], self.lengths[idx], self.heights[idx],
+                                 self.widths[idx], self.model_ids[idx], self.ctx.model, self.bits,
+                                 self.palettes, self.clusters[idx], out, out_offsets, mode)
+        if b >= 0:
+            raise status_error(f"{self.where}: sample {int(idx[b])}", status)
+
+    def palette_into(self, data: np.ndarray, starts: np.ndarray, idx: np.ndarray,
+                     out: np.ndarray, out_offsets: np.ndarray, planar: bool) -> None:
+        """One palette kernel call: the packed maps of samples ``idx`` at ``data[starts[b]:]``
+        into ``out`` at ``out_offsets``; PayloadError naming a sample with an index >= K."""
+        bad = decode_many_kernel(data, starts, self.stored_pixels[idx], self.clusters[idx],
+                                 self.palettes, self.bits, out, out_offsets, planar)
+        if bad >= 0:
+            raise PayloadError(
+                f"{self.where}: sample {int(idx[bad])} holds a palette index >= palette_size "
+                f"{self.palette_size} (payload bytes at offset {int(self.offsets[idx[bad]])})")
+
+    def _ctx_batch(self, payload: np.ndarray, idx: np.ndarray, mode: int,
+                   sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         offsets = np.zeros(idx.size + 1, np.int64)
         np.cumsum(sizes, out=offsets[1:])
         out = np.empty(int(offsets[-1]), np.uint8)
-        b, status = batch_status(payload, self.offsets[idx], self.lengths[idx], self.heights[idx],
-                                 self.widths[idx], self.model_ids[idx], self.ctx.model, self.bits,
-                                 palettes, self.clusters[idx], out, offsets[:-1], mode)
-        if b >= 0:
-            raise status_error(f"{self.where}: sample {int(idx[b])}", status)
+        self.ctx_into(payload, idx, out, offsets[:-1], mode)
         return out, offsets
 
     def _uncached_batch(self, payload: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +225,7 @@ class PayloadDecoder:
         if self.encoding == "zstd":
             return self._zstd_batch(payload, idx)
         if self.masks is None:
-            return self._ctx_batch(payload, idx, self.palettes, MODE_PACKED, self.packed_sizes[idx])
+            return self._ctx_batch(payload, idx, MODE_PACKED, self.packed_sizes[idx])
         parts: Sequence[np.ndarray] = [self.packed(payload, int(j)) for j in idx]
         offsets = np.zeros(idx.size + 1, dtype=np.int64)
         np.cumsum([p.size for p in parts], out=offsets[1:])
@@ -234,8 +251,7 @@ class PayloadDecoder:
         kernel call."""
         if self.encoding == C.ENCODING and self.cache is None:
             sizes = self.heights[idx] * self.widths[idx] * channels
-            out, _ = self._ctx_batch(payload, idx, self.palettes, MODE_CHW if planar else MODE_HWC,
-                                     sizes)
+            out, _ = self._ctx_batch(payload, idx, MODE_CHW if planar else MODE_HWC, sizes)
             return out
         if self.encoding == "raw":
             data, starts = payload, self.offsets[idx]
@@ -249,10 +265,5 @@ class PayloadDecoder:
             data, offsets = self._uncached_batch(payload, idx)
             starts = offsets[:-1]
         flat = np.empty(total, dtype=np.uint8)
-        bad = decode_many_kernel(data, starts, self.stored_pixels[idx], self.clusters[idx],
-                                 self.palettes, self.bits, flat, out_offsets, planar)
-        if bad >= 0:
-            raise PayloadError(
-                f"{self.where}: sample {int(idx[bad])} holds a palette index >= palette_size "
-                f"{self.palette_size} (payload bytes at offset {int(self.offsets[idx[bad]])})")
+        self.palette_into(data, starts, idx, flat, out_offsets, planar)
         return flat

@@ -9,6 +9,7 @@ failing there. The header line of the run names the package under test.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -47,23 +48,18 @@ def write_small(path: Path, *, classes: Sequence[str] = ("a", "b"), n: int = 4, 
     return maps
 
 
-#: Source of ``peak_rss_kib()`` for the child scripts that measure memory: the peak resident set
-#: of the child's own address space (Linux ``VmHWM``). ``getrusage(RUSAGE_SELF).ru_maxrss`` is
-#: no measure there: after fork + exec it starts at the *parent's* peak (the kernel folds the
-#: forked copy's high-water mark into it), so in a pytest process past 1 GiB every child
-#: "peaked" over 1 GiB and a growth measured from it could not exceed zero.
-PEAK_RSS = """
-def peak_rss_kib():
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-"""
+def _tool_source(name: str, function: str) -> str:
+    """The source of ``function`` in ``tools/<name>.py`` (read as text: the tools are scripts)."""
+    tree = ast.parse((Path(__file__).resolve().parents[2] / "tools" / f"{name}.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    return ast.unparse(node) + "\n"
+
+
+#: Source of ``peak_rss_kib()`` (``tools/fuzz_reader.py``: the child's own peak resident set,
+#: Linux ``VmHWM``) for the child scripts that measure memory. ``ru_maxrss`` is no measure there:
+#: after fork + exec it starts at the *parent's* peak, so in a pytest process past 1 GiB every
+#: child "peaked" over 1 GiB and a growth measured from it could not exceed zero.
+PEAK_RSS = _tool_source("fuzz_reader", "peak_rss_kib")
 
 
 def child_env() -> dict[str, str]:
