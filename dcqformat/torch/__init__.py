@@ -8,8 +8,9 @@ Importing this subpackage imports torch; ``import dcqformat`` alone does not.
 
 from __future__ import annotations
 
+from dcqformat.torch.batch import DCQBatch
 from dcqformat.torch.cellcrop import CellCrop
-from dcqformat.torch.dataset import DCQBatch, DCQDataset
+from dcqformat.torch.dataset import DCQDataset
 from dcqformat.torch.expand import expand
 from dcqformat.torch.packed import PackedBatch
 from dcqformat.torch.palette_transforms import (

@@ -54,6 +54,7 @@ from torch.utils.data import Dataset, default_collate
 from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
+from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
 from dcqformat.torch.original_size import check_size, to_original_size
 from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
@@ -73,17 +74,6 @@ def _zero_dropped(arr: np.ndarray, mask: np.ndarray, layout: str) -> None:
         arr[:, ~mask] = 0
     else:
         arr[~mask] = 0
-
-
-class DCQBatch(list):  # type: ignore[type-arg]
-    """The list of ``(image, label)`` pairs returned by :meth:`DCQDataset.__getitems__`.
-
-    It is what ``default_collate`` expects; in addition, ``stacked`` holds
-    ``(images uint8 [B, C, H, W], labels int64 [B])`` sharing memory with the items when the
-    batch was decoded into one buffer (same sizes, tensor output, no transforms), else None.
-    """
-
-    stacked: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class DCQDataset(Dataset[tuple[Any, Any]]):
@@ -431,12 +421,14 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     def _finish(self, stack: np.ndarray | None, items: list[np.ndarray] | None,
                 labels: np.ndarray) -> DCQBatch:
-        """Wrap decoded arrays in the output form, apply the transforms, pair with labels."""
-        batch_tensor: torch.Tensor | None = None
+        """Wrap decoded arrays in the output form, apply the transforms, pair with labels
+        (:mod:`dcqformat.torch.batch`: a stacked tensor batch is one storage in a worker)."""
+        stacked: tuple[torch.Tensor, torch.Tensor] | None = None
         images: Sequence[Any]
+        plain = self.transform is None and self.target_transform is None
         if stack is not None and self.output == "tensor":
-            batch_tensor = torch.from_numpy(stack)
-            images = batch_tensor.unbind(0)
+            stacked = stacked_batch(stack, labels) if plain else (torch.from_numpy(stack), torch.from_numpy(labels))
+            images = stacked[0].unbind(0)
         elif stack is not None:
             images = [self._wrap(a) for a in stack]
         else:
@@ -447,9 +439,9 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
             images = [self.transform(x) for x in images]
         if self.target_transform is not None:
             targets = [self.target_transform(t) for t in targets]
-        out = DCQBatch(zip(images, targets, strict=True))
-        if batch_tensor is not None and self.transform is None and self.target_transform is None:
-            out.stacked = (batch_tensor, torch.from_numpy(labels))
+        out = DCQBatch(map(DCQItem, zip(images, targets, strict=True)))
+        if stacked is not None and plain:
+            out.stacked = stacked
         return out
 
     def _positions_of(self, indices: Sequence[int]) -> np.ndarray:
@@ -480,10 +472,10 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
     def collate(batch: Sequence[Any]) -> Any:
         """collate_fn for DataLoader: the already stacked ``(images [B, C, H, W], labels [B])``
         of a batch decoded into one buffer, without copying; the :class:`PackedBatch` of a
-        packed batch; ``default_collate`` otherwise."""
-        stacked = getattr(batch, "stacked", None)
-        if stacked is not None:
-            return [stacked[0], stacked[1]]
+        packed batch; ``default_collate`` otherwise (which does the same for both, see
+        :mod:`dcqformat.torch.batch`, where torch has ``default_collate_fn_map``)."""
+        if len(batch) and isinstance(batch[0], DCQItem):
+            return collate_decoded(batch)
         if len(batch) and isinstance(batch[0], PackedBatch):
             return collate_packed(batch)
         return default_collate(batch if isinstance(batch, list) else list(batch))

@@ -26,43 +26,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format import masks as M
 from dcqformat.format.reader import DCQFile
+from dcqformat.torch.batch import one_storage
 from dcqformat.torch.packed_checks import check_packed_batch
 from dcqformat.torch.shards import loader_threads
 
 __all__ = ["PackedBatch", "PackedSource", "collate_packed"]
 
 _MOVED = ("data", "labels")
-
-
-def _one_storage(data: np.ndarray, ints: dict[str, np.ndarray],
-                 small: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """``data`` (uint8), the int64 fields ``ints`` and the uint8 fields ``small`` copied into
-    one uint8 buffer, each returned as a tensor view of it (the int64 ones first: aligned).
-
-    A DataLoader worker shares every tensor storage separately (a shared-memory segment made in
-    the worker, its descriptor passed to the main process and mapped there), and views of one
-    storage travel as one: on a 2-core VM the main process spent 2.3 ms per batch receiving 13
-    storages, 0.5 ms receiving one with 13 views. So a packed batch is one storage, not three
-    (the packed maps are copied once more: a fraction of a byte per pixel)."""
-    fields = [(name, np.asarray(a), 8) for name, a in ints.items()]
-    fields += [("data", data, 1)] + [(name, np.asarray(a), 1) for name, a in small.items()]
-    buf = torch.empty(sum(a.size * width for _, a, width in fields), dtype=torch.uint8)
-    flat = buf.numpy()
-    out, pos = {}, 0
-    for name, arr, width in fields:
-        n = arr.size * width
-        if width == 8:
-            flat[pos:pos + n].view(np.int64)[:] = arr.reshape(-1)
-            out[name] = buf[pos:pos + n].view(torch.int64).view(arr.shape)
-        else:
-            flat[pos:pos + n] = arr.reshape(-1)
-            out[name] = buf[pos:pos + n].view(arr.shape)
-        pos += n
-    return out
 
 
 @dataclass(frozen=True)
@@ -247,7 +222,8 @@ class PackedSource:
             self._masks(shard, local, ints, small)
         # one writable storage (zstd's batch output is read-only: a tensor must own writable memory)
         return PackedBatch(bits=self.bits, patch_size=self.patch_size,
-                           **_one_storage(data_np, ints, small))
+                           **one_storage(ints, {"data": data_np, **small},
+                                         shared=get_worker_info() is not None))
 
     def _gather_shards(self, shard: np.ndarray, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         parts: list[np.ndarray] = [np.empty(0, np.uint8)] * shard.size

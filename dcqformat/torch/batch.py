@@ -1,0 +1,116 @@
+"""How a decoded batch travels from a DataLoader worker to the training loop.
+
+:meth:`DCQDataset.__getitems__` returns a :class:`DCQBatch`: the list of ``(image, label)``
+pairs torch's ``default_collate`` expects, each pair a :class:`DCQItem`, plus ``stacked``:
+the whole batch as ``(images uint8 [B, C, H, W], labels int64 [B])`` when it was decoded into
+one buffer. ``DCQItem`` is registered in torch's ``default_collate_fn_map`` (the extension
+point torch documents for ``default_collate``), so the default collate and
+:meth:`DCQDataset.collate` both return ``stacked`` as it is instead of stacking B views again.
+
+Inside a DataLoader worker the images and the labels of ``stacked`` are views of **one**
+shared-memory storage (:func:`one_storage`, the labels first: 8-byte aligned). A worker
+shares every tensor storage separately (a shared-memory segment, its descriptor passed to the
+main process and mapped there); on the 2-core development VM a dummy dataset moved batches of
+256 64-px RGB images at 93k images/s as two storages and 119k as one, and the main process
+spent 2.3 ms per batch receiving 13 storages, 0.5 ms receiving one with 13 views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "stacked_batch"]
+
+
+class DCQItem(tuple):  # type: ignore[type-arg]
+    """One ``(image, label)`` pair of a :class:`DCQBatch`: a plain tuple whose type tells the
+    default collate that the batch may carry its images already stacked."""
+
+    __slots__ = ()
+
+
+class DCQBatch(list):  # type: ignore[type-arg]
+    """The list of ``(image, label)`` pairs returned by :meth:`DCQDataset.__getitems__`.
+
+    It is what ``default_collate`` expects; in addition, ``stacked`` holds
+    ``(images uint8 [B, C, H, W], labels int64 [B])`` sharing memory with the items when the
+    batch was decoded into one buffer (same sizes, tensor output, no transforms), else None.
+    """
+
+    stacked: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def one_storage(ints: dict[str, np.ndarray], small: dict[str, np.ndarray],
+                shared: bool = False) -> dict[str, torch.Tensor]:
+    """The int64 arrays ``ints`` and the uint8 arrays ``small`` copied into one uint8 buffer,
+    each returned as a tensor view of it with its own shape (the int64 ones first: aligned).
+    ``shared``: the buffer is in shared memory (what a DataLoader worker would copy it to
+    when sending it; made there directly, it is copied once, not twice)."""
+    fields = [(name, np.asarray(a), 8) for name, a in ints.items()]
+    fields += [(name, np.asarray(a), 1) for name, a in small.items()]
+    buf = torch.empty(sum(a.size * width for _, a, width in fields), dtype=torch.uint8)
+    if shared:
+        buf.share_memory_()
+    flat = buf.numpy()
+    out, pos = {}, 0
+    for name, arr, width in fields:
+        n = arr.size * width
+        if width == 8:
+            flat[pos:pos + n].view(np.int64)[:] = arr.reshape(-1)
+            out[name] = buf[pos:pos + n].view(torch.int64).view(arr.shape)
+        else:
+            flat[pos:pos + n] = arr.reshape(-1)
+            out[name] = buf[pos:pos + n].view(arr.shape)
+        pos += n
+    return out
+
+
+def stacked_batch(stack: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` tensors of a decoded batch (``stack`` uint8 [B, ...], ``labels``
+    int64 [B]): in the calling process, views of the arrays themselves; inside a DataLoader
+    worker, views of one shared-memory storage (see the module docstring)."""
+    if get_worker_info() is None:
+        return torch.from_numpy(stack), torch.from_numpy(np.ascontiguousarray(labels, np.int64))
+    views = one_storage({"labels": np.asarray(labels, np.int64)}, {"images": stack}, shared=True)
+    return views["images"], views["labels"]
+
+
+def _stacked_of(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``batch.stacked`` when it still describes ``batch`` (same length, same first and last
+    image memory), else None: a list changed after ``__getitems__`` is collated item by item."""
+    stacked = getattr(batch, "stacked", None)
+    if stacked is None or len(batch) != stacked[0].shape[0] or not len(batch):
+        return None
+    images = stacked[0]
+    first, last = batch[0][0], batch[-1][0]
+    if not (isinstance(first, torch.Tensor) and isinstance(last, torch.Tensor)):
+        return None
+    if first.data_ptr() != images[0].data_ptr() or last.data_ptr() != images[-1].data_ptr():
+        return None
+    return stacked
+
+
+def collate_decoded(batch: Sequence[Any], *, collate_fn_map: Any = None) -> list[Any]:
+    """Collate function for a list of :class:`DCQItem`: ``[images, labels]``, the batch's
+    ``stacked`` tensors without a copy when it has them, else each field collated as torch's
+    ``default_collate`` collates the fields of tuples."""
+    stacked = _stacked_of(batch)
+    if stacked is not None:
+        return [stacked[0], stacked[1]]
+    return [default_collate(list(samples)) for samples in zip(*batch, strict=True)]
+
+
+def _register_collate() -> None:
+    try:
+        from torch.utils.data._utils.collate import default_collate_fn_map
+    except ImportError:  # an older torch: DCQDataset.collate still takes the stacked tensors
+        return
+    default_collate_fn_map[DCQItem] = collate_decoded
+
+
+_register_collate()
