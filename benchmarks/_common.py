@@ -11,6 +11,17 @@ import numpy as np
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def best_of(fn: Callable[[], object], reps: int = 5) -> float:
+    """The fastest of ``reps`` calls of ``fn`` after one warm-up call, in seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def time_per_call(fn: Callable[[int], object], n_items: int, *, min_seconds: float = 0.3,
                   repeats: int = 5) -> float:
     """Median over ``repeats`` rounds of the mean seconds per ``fn(i)`` call, cycling

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,9 @@ from dcqformat import DCQFile
 from dcqformat.codecs.ctx_context import context_of, from_rank, neighbours, to_rank
 from dcqformat.codecs.ctx_decode import pack_into
 from dcqformat.codecs.ctx_model import normalise_counts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import best_of  # noqa: E402
 
 U = np.uint64
 SPAN = 1024
@@ -382,17 +384,6 @@ def span_code(maps: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray, n
     first = cum[np.maximum(row_of, 0), 1]
     entry = np.where(row_of < 0, np.int64(-1) << 16, (row_start << 16) | first).astype(np.int64)
     return np.concatenate(streams), starts, lengths, entry, cum.astype(np.int32).reshape(-1), row_of, int(used.size)
-
-
-def best_of(fn, reps: int = 5) -> float:  # type: ignore[no-untyped-def]
-    """The fastest of ``reps`` calls, seconds."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def measure(path: Path, limit: int) -> dict[str, object]:

@@ -35,11 +35,12 @@ from dcqformat.codecs.ctx_rans import (
     TRAILING,
     TRUNCATED,
 )
+from dcqformat.codecs.gather import gather_palette
 
 U = np.uint64
 
 __all__ = ["ctx_decode_batch_kernel", "ctx_decode_kernel", "ctx_decode_pixels_kernel",
-           "decode_rect", "gather_palette", "pack_into"]
+           "decode_rect", "pack_into"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -279,30 +280,6 @@ def pack_into(idx, n, bits, out, o):  # type: ignore[no-untyped-def]
             pos += U(1)
     if have > 0:
         out[pos] = acc & 0xFF
-
-
-@njit(cache=True, nogil=True)
-def gather_palette(idx, n, palette, out, o, planar):  # type: ignore[no-untyped-def]
-    """Palette lookup of ``idx[:n]`` into ``out[o:o + n*ch]`` (HWC, or CHW when planar)."""
-    ch = palette.shape[1]
-    uo = U(o)
-    if planar:
-        for c in range(ch):
-            b = uo + U(c * n)
-            for p in range(n):
-                out[b + U(p)] = palette[idx[U(p)], c]
-    elif ch == 3:
-        for p in range(n):
-            v = idx[U(p)]
-            q = uo + U(3 * p)
-            out[q] = palette[v, 0]
-            out[q + U(1)] = palette[v, 1]
-            out[q + U(2)] = palette[v, 2]
-    else:
-        for p in range(n):
-            v = idx[U(p)]
-            for c in range(ch):
-                out[uo + U(p * ch + c)] = palette[v, c]
 
 
 @njit(cache=True, nogil=True)
