@@ -4,7 +4,8 @@ loops (``gather_bytes``, the anchor), measured in the same run.
     python benchmarks/gather.py [--out benchmarks/results/gather.md]
 
 Random index maps of 64x64 and 224x224 RGB pixels at q = 1, 2, 4, 8 (K = 2**q), HWC and CHW,
-into a fresh-page-free reused buffer; ns per pixel, best of 300 calls, outputs compared equal.
+into buffers reused across calls (no fresh pages); ns per pixel, best of 300 calls, outputs
+compared equal.
 """
 
 from __future__ import annotations
