@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "stacked_batch"]
+__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "register_collate", "stacked_batch"]
 
 
 class DCQItem(tuple):  # type: ignore[type-arg]
@@ -105,12 +105,15 @@ def collate_decoded(batch: Sequence[Any], *, collate_fn_map: Any = None) -> list
     return [default_collate(list(samples)) for samples in zip(*batch, strict=True)]
 
 
-def _register_collate() -> None:
+def register_collate(kind: type, fn: Any) -> None:
+    """Make torch's ``default_collate`` call ``fn(batch, collate_fn_map=...)`` for batches whose
+    first element is a ``kind`` (its documented ``default_collate_fn_map``); on a torch without
+    that map nothing is registered and :meth:`DCQDataset.collate` still handles ``kind``."""
     try:
         from torch.utils.data._utils.collate import default_collate_fn_map
-    except ImportError:  # an older torch: DCQDataset.collate still takes the stacked tensors
+    except ImportError:
         return
-    default_collate_fn_map[DCQItem] = collate_decoded
+    default_collate_fn_map[kind] = fn
 
 
-_register_collate()
+register_collate(DCQItem, collate_decoded)

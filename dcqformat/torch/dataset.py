@@ -427,8 +427,9 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         images: Sequence[Any]
         plain = self.transform is None and self.target_transform is None
         if stack is not None and self.output == "tensor":
-            stacked = stacked_batch(stack, labels) if plain else (torch.from_numpy(stack), torch.from_numpy(labels))
-            images = stacked[0].unbind(0)
+            if plain:
+                stacked = stacked_batch(stack, labels)
+            images = (stacked[0] if stacked is not None else torch.from_numpy(stack)).unbind(0)
         elif stack is not None:
             images = [self._wrap(a) for a in stack]
         else:
@@ -440,8 +441,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         if self.target_transform is not None:
             targets = [self.target_transform(t) for t in targets]
         out = DCQBatch(map(DCQItem, zip(images, targets, strict=True)))
-        if stacked is not None and plain:
-            out.stacked = stacked
+        out.stacked = stacked
         return out
 
     def _positions_of(self, indices: Sequence[int]) -> np.ndarray:

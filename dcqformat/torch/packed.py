@@ -31,7 +31,7 @@ from torch.utils.data import get_worker_info
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format import masks as M
 from dcqformat.format.reader import DCQFile
-from dcqformat.torch.batch import one_storage
+from dcqformat.torch.batch import one_storage, register_collate
 from dcqformat.torch.packed_checks import check_packed_batch
 from dcqformat.torch.shards import loader_threads
 
@@ -168,15 +168,7 @@ def collate_packed(batch: Sequence[Any], *, collate_fn_map: Any = None) -> Packe
     return PackedBatch.concat(list(batch))
 
 
-def _register_collate() -> None:
-    try:
-        from torch.utils.data._utils.collate import default_collate_fn_map
-    except ImportError:  # an older torch: DCQDataset.collate still handles packed batches
-        return
-    default_collate_fn_map[PackedBatch] = collate_packed
-
-
-_register_collate()
+register_collate(PackedBatch, collate_packed)
 
 
 class PackedSource:
