@@ -129,3 +129,25 @@ def test_worker_batches_of_mixed_sizes_still_collate(files: dict[str, Path]) -> 
     assert len(got) == len(ds)
     for i, (images, labels) in enumerate(got):
         assert torch.equal(images[0], ds[i][0]) and labels.tolist() == [ds[i][1]]
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_worker_batch_is_decoded_into_its_shared_storage(files: dict[str, Path], shards: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcqformat.torch.dataset as dataset_module
+
+    paths = [files["raw"], files["zstd"]][:shards]
+    ds = DCQDataset(paths if shards > 1 else paths[0])
+    order = [3, 0, len(ds) - 1, 7, 7, 30]
+    ref_x, ref_y = _reference(ds, order)
+
+    def no_copy(*args: object) -> None:
+        raise AssertionError("a worker batch of one size was copied, not decoded in place")
+
+    monkeypatch.setattr(batch_module, "get_worker_info", lambda: object())
+    monkeypatch.setattr(dataset_module, "stacked_batch", no_copy)
+    batch = ds.__getitems__(order)
+    assert batch.stacked is not None
+    images, labels = default_collate(batch)
+    assert images.is_shared() and images.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()
+    assert torch.equal(images, ref_x) and torch.equal(labels, ref_y)

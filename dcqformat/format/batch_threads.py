@@ -32,12 +32,13 @@ import copy
 
 import numpy as np
 
+from dcqformat.errors import InvalidArgumentError
 from dcqformat.format import ctx as C
 from dcqformat.format.cache import take
 from dcqformat.format.payload import MODE_CHW, MODE_HWC, MODE_PACKED, PayloadDecoder
 from dcqformat.format.threadpool import resolve_threads, run_chunks, split_by_pixels
 
-__all__ = ["thread_count", "decode_unmasked", "pixels_batch", "packed_batch"]
+__all__ = ["thread_count", "decode_unmasked", "output_array", "pixels_batch", "packed_batch"]
 
 
 def thread_count(codec: PayloadDecoder, idx: np.ndarray, threads: int | None, packed: bool) -> int:
@@ -89,49 +90,73 @@ def _fill_cache(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, thr
 
 
 def pixels_batch(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, channels: int,
-                 planar: bool, out_offsets: np.ndarray, total: int, threads: int) -> np.ndarray:
+                 planar: bool, out_offsets: np.ndarray, out: np.ndarray, threads: int) -> None:
     """:meth:`PayloadDecoder.pixels_batch` on ``threads`` threads (see the module docstring):
-    the pixels of the unmasked samples ``idx`` in one new flat buffer of ``total`` bytes,
-    sample b at ``out_offsets[b]``."""
+    the pixels of the unmasked samples ``idx`` into the flat uint8 buffer ``out``, sample b at
+    ``out_offsets[b]``."""
     chunks = split_by_pixels(codec.heights[idx] * codec.widths[idx], threads)
     if len(chunks) == 1:
-        return codec.pixels_batch(payload, idx, channels, planar, out_offsets, total)
-    out = np.empty(total, dtype=np.uint8)
+        codec.pixels_batch(payload, idx, channels, planar, out_offsets, out)
+        return
     if codec.encoding == C.ENCODING and codec.cache is None:
         mode = MODE_CHW if planar else MODE_HWC
         run_chunks(lambda s, e: codec.ctx_into(payload, idx[s:e], out, out_offsets[s:e], mode),
                    chunks)
-        return out
+        return
     if codec.encoding == "zstd" and codec.cache is None:
         def zstd_chunk(s: int, e: int) -> None:
             data, offsets = _thread_copy(codec, s == 0).packed_batch(payload, idx[s:e])
             codec.palette_into(data, offsets[:-1], idx[s:e], out, out_offsets[s:e], planar)
         run_chunks(zstd_chunk, chunks)
-        return out
+        return
     if codec.cache is not None:
         _fill_cache(codec, payload, idx, threads)
         data, starts = codec.cache.data, codec.cache.offsets[idx]
     else:  # raw: the payload holds the packed maps
         data, starts = payload, codec.offsets[idx]
     run_chunks(lambda s, e: codec.palette_into(data, starts[s:e], idx[s:e], out, out_offsets[s:e], planar), chunks)
+
+
+def output_array(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` once checked to be a writable C-contiguous uint8 array of ``shape`` (what
+    :meth:`DCQFile.decode_batch` decodes into), or a new array of ``shape`` when None."""
+    if out is None:
+        return np.empty(shape, np.uint8)
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgumentError(f"decode_batch: out must be a numpy uint8 array of shape {shape}, "
+                                   f"got {type(out).__name__}")
+    problem = ("dtype " + str(out.dtype) if out.dtype != np.uint8 else
+               "shape " + str(tuple(out.shape)) if tuple(out.shape) != shape else
+               "a non-contiguous array" if not out.flags.c_contiguous else
+               "a read-only array" if not out.flags.writeable else None)
+    if problem is not None:
+        raise InvalidArgumentError(f"decode_batch: out must be a writable C-contiguous uint8 array "
+                                   f"of shape {shape}, got {problem}")
     return out
 
 
 def decode_unmasked(codec: PayloadDecoder, payload: np.ndarray, idx: np.ndarray, channels: int,
-                    layout: str, threads: int) -> np.ndarray | list[np.ndarray]:
+                    layout: str, threads: int, out: np.ndarray | None = None
+                    ) -> np.ndarray | list[np.ndarray]:
     """What :meth:`DCQFile.decode_batch` returns for the unmasked samples ``idx`` (non-empty):
-    one array [B, ...] when they share a shape, else a list of views of one buffer."""
+    one array [B, ...] when they share a shape (``out`` when given, :func:`output_array`),
+    else a list of views of one buffer (``out`` must then be None)."""
     hs, ws = codec.heights[idx], codec.widths[idx]
     sizes = hs * ws * channels
     out_offsets = np.zeros(idx.size, dtype=np.int64)
     np.cumsum(sizes[:-1], out=out_offsets[1:])
-    flat = pixels_batch(codec, payload, idx, channels, layout == "chw", out_offsets,
-                        int(sizes.sum()), threads)
-    hwc = layout == "hwc"
+    planar = layout == "chw"
     if bool((hs == hs[0]).all() and (ws == ws[0]).all()):
         h, w = int(hs[0]), int(ws[0])
-        return flat.reshape((idx.size, h, w, channels) if hwc else (idx.size, channels, h, w))
-    return [flat[o:o + s].reshape((int(h), int(w), channels) if hwc else (channels, int(h), int(w)))
+        batch = output_array(out, (idx.size, channels, h, w) if planar else (idx.size, h, w, channels))
+        pixels_batch(codec, payload, idx, channels, planar, out_offsets, batch.reshape(-1), threads)
+        return batch
+    if out is not None:
+        raise InvalidArgumentError("decode_batch: out needs samples of one size; these have "
+                                   f"{len(set(zip(hs.tolist(), ws.tolist(), strict=True)))} different sizes")
+    flat = np.empty(int(sizes.sum()), dtype=np.uint8)
+    pixels_batch(codec, payload, idx, channels, planar, out_offsets, flat, threads)
+    return [flat[o:o + s].reshape((channels, int(h), int(w)) if planar else (int(h), int(w), channels))
             for o, s, h, w in zip(out_offsets.tolist(), sizes.tolist(), hs.tolist(), ws.tolist(),
                                   strict=True)]
 

@@ -244,15 +244,14 @@ class PayloadDecoder:
         return take(cache.data, cache.offsets[idx], self.packed_sizes[idx])
 
     def pixels_batch(self, payload: np.ndarray, idx: np.ndarray, channels: int, planar: bool,
-                     out_offsets: np.ndarray, total: int) -> np.ndarray:
-        """Pixels of the unmasked samples ``idx`` in one flat buffer of ``total`` bytes (sample
+                     out_offsets: np.ndarray, out: np.ndarray) -> None:
+        """Pixels of the unmasked samples ``idx`` into the flat uint8 buffer ``out`` (sample
         b at ``out_offsets[b]``, H×W×ch, HWC or CHW): one ctx kernel call, or the packed maps
         (the payload itself for raw, the cache, or one batch decode) through one palette
         kernel call."""
         if self.encoding == C.ENCODING and self.cache is None:
-            sizes = self.heights[idx] * self.widths[idx] * channels
-            out, _ = self._ctx_batch(payload, idx, MODE_CHW if planar else MODE_HWC, sizes)
-            return out
+            self.ctx_into(payload, idx, out, out_offsets, MODE_CHW if planar else MODE_HWC)
+            return
         if self.encoding == "raw":
             data, starts = payload, self.offsets[idx]
         elif self.cache is not None:
@@ -264,6 +263,4 @@ class PayloadDecoder:
         else:
             data, offsets = self._uncached_batch(payload, idx)
             starts = offsets[:-1]
-        flat = np.empty(total, dtype=np.uint8)
-        self.palette_into(data, starts, idx, flat, out_offsets, planar)
-        return flat
+        self.palette_into(data, starts, idx, out, out_offsets, planar)

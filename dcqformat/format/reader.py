@@ -342,7 +342,8 @@ class DCQFile(MappedPayload):
         return self._meta
 
     def decode_batch(self, indices: Sequence[int] | np.ndarray, layout: str = "chw", *,
-                     threads: int | None = None) -> np.ndarray | list[np.ndarray]:
+                     threads: int | None = None, out: np.ndarray | None = None
+                     ) -> np.ndarray | list[np.ndarray]:
         """Decode many samples at once.
 
         Returns one stacked uint8 array [B, ...] when all samples share a shape, else a list
@@ -353,22 +354,26 @@ class DCQFile(MappedPayload):
         1. Each thread decodes a contiguous chunk of about equal pixel count into its place
         of the output (:mod:`~dcqformat.format.batch_threads`). With patch masks it decodes
         sample by sample in the calling thread (``threads`` is validated, not used).
+        ``out``: a writable C-contiguous uint8 array of the stacked result's shape to decode
+        into (e.g. shared or pinned memory) and return; the samples must then share a shape.
         """
         _check_layout(layout)
         idx = self._indices(indices)
         n_threads = batch_threads.thread_count(self._codec, idx, threads, packed=False)
         if idx.size == 0:
-            return []
+            return [] if out is None else batch_threads.output_array(out, (0, *np.shape(out)[1:]))
         if self._masks is None:
             return batch_threads.decode_unmasked(self._codec, self._batch_payload(idx), idx,
-                                                 self._meta.channels, layout, n_threads)
+                                                 self._meta.channels, layout, n_threads, out)
         hs, ws, c = self._meta.height[idx], self._meta.width[idx], self._meta.channels
         if bool((hs == hs[0]).all() and (ws == ws[0]).all()):
             h, w = int(hs[0]), int(ws[0])
-            batch = np.empty((idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w), np.uint8)
+            batch = batch_threads.output_array(out, (idx.size, h, w, c) if layout == "hwc" else (idx.size, c, h, w))
             for b, j in enumerate(idx.tolist()):
                 self._decode(j, batch[b], planar=layout == "chw")
             return batch
+        if out is not None:
+            raise InvalidArgumentError("decode_batch: out needs samples of one size")
         return [self.decode(int(j), layout) for j in idx]
 
     def _indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
-__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "register_collate", "stacked_batch"]
+from dcqformat.torch.shared_memory import shared_uint8
+
+__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "register_collate", "stacked_batch", "worker_batch"]
 
 
 class DCQItem(tuple):  # type: ignore[type-arg]
@@ -49,13 +51,13 @@ def one_storage(ints: dict[str, np.ndarray], small: dict[str, np.ndarray],
                 shared: bool = False) -> dict[str, torch.Tensor]:
     """The int64 arrays ``ints`` and the uint8 arrays ``small`` copied into one uint8 buffer,
     each returned as a tensor view of it with its own shape (the int64 ones first: aligned).
-    ``shared``: the buffer is in shared memory (what a DataLoader worker would copy it to
-    when sending it; made there directly, it is copied once, not twice)."""
+    ``shared``: the buffer is a new shared-memory segment (:func:`shared_uint8`: what a
+    DataLoader worker would copy it to when sending it; made there directly, it is copied
+    once, not twice)."""
     fields = [(name, np.asarray(a), 8) for name, a in ints.items()]
     fields += [(name, np.asarray(a), 1) for name, a in small.items()]
-    buf = torch.empty(sum(a.size * width for _, a, width in fields), dtype=torch.uint8)
-    if shared:
-        buf.share_memory_()
+    nbytes = sum(a.size * width for _, a, width in fields)
+    buf = shared_uint8(nbytes) if shared else torch.empty(nbytes, dtype=torch.uint8)
     flat = buf.numpy()
     out, pos = {}, 0
     for name, arr, width in fields:
@@ -78,6 +80,22 @@ def stacked_batch(stack: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, 
         return torch.from_numpy(stack), torch.from_numpy(np.ascontiguousarray(labels, np.int64))
     views = one_storage({"labels": np.asarray(labels, np.int64)}, {"images": stack}, shared=True)
     return views["images"], views["labels"]
+
+
+def worker_batch(image_shape: tuple[int, ...], labels: np.ndarray
+                 ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Inside a DataLoader worker, ``(images, labels)`` for a batch about to be decoded: views
+    of one new shared-memory storage, ``labels`` (int64 [B]) copied in and ``images`` (uint8
+    of ``image_shape``, content undefined) for the decoder to write into; None elsewhere (the
+    arrays the decoder returns are then used as they are, :func:`stacked_batch`)."""
+    if get_worker_info() is None:
+        return None
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    n_labels = labels.size * 8
+    buf = shared_uint8(n_labels + int(np.prod(image_shape)))
+    label_view = buf[:n_labels].view(torch.int64)
+    label_view.numpy()[:] = labels
+    return buf[n_labels:].view(image_shape), label_view
 
 
 def _stacked_of(batch: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -54,14 +54,14 @@ from torch.utils.data import Dataset, default_collate
 from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
-from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch
+from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch, worker_batch
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
 from dcqformat.torch.original_size import check_size, to_original_size
 from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
 from dcqformat.torch.palette_decode import decode_through, decode_with_palette_transform
 from dcqformat.torch.paths import PathLike, resolve_paths
 from dcqformat.torch.sampler import DCQSampler
-from dcqformat.torch.shards import decode_positions
+from dcqformat.torch.shards import decode_positions, stacked_shape
 
 __all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
 
@@ -391,8 +391,22 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         idx = self._positions_of(indices)
         if idx.size == 0:
             return DCQBatch()
-        stack, items = self._decode_samples(idx, "chw" if self.output == "tensor" else "hwc")
-        return self._finish(stack, items, self._labels[idx])
+        layout = "chw" if self.output == "tensor" else "hwc"
+        labels = self._labels[idx]
+        into = self._worker_buffers(idx, layout, labels)
+        stack, items = self._decode_samples(idx, layout, None if into is None else into[0].numpy())
+        return self._finish(stack, items, labels, into)
+
+    def _worker_buffers(self, idx: np.ndarray, layout: str, labels: np.ndarray
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Inside a DataLoader worker, for a plain tensor batch whose samples share a size: the
+        one shared-memory storage to decode it into (:func:`~dcqformat.torch.batch.
+        worker_batch`), so the decoded pixels are written once and sent as they are."""
+        if self.output != "tensor" or self.transform is not None or self.target_transform is not None:
+            return None
+        shape = stacked_shape(self._files, self._starts, self._positions[idx]
+                              if self._positions is not None else idx, layout)
+        return None if shape is None else worker_batch(shape, labels)
 
     def _canvas_batch(self, idx: np.ndarray) -> DCQBatch:
         """The canvases ``idx`` of the current epoch: their samples decoded, then tiled."""
@@ -407,28 +421,31 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         canvases = assemble_canvases(decoded, self.combine, self._plan.cell, self.channels, layout)
         return self._finish(canvases, None, self._plan.labels[idx])
 
-    def _decode_samples(self, idx: np.ndarray, layout: str
+    def _decode_samples(self, idx: np.ndarray, layout: str, out: np.ndarray | None = None
                         ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
-        """Decode sample positions ``idx``: ``(stack, None)`` when one buffer holds them all,
-        else ``(None, list of arrays)``; one ``decode_batch`` call per shard (per-sample
-        decodes with a ``palette_transform``)."""
+        """Decode sample positions ``idx``: ``(stack, None)`` when one buffer holds them all
+        (``out``, when given), else ``(None, list of arrays)``; one ``decode_batch`` call per
+        shard (per-sample decodes with a ``palette_transform``)."""
         if self.palette_transform is not None:
             located = [self._locate(i) for i in idx.tolist()]
             return None, [decode_with_palette_transform(self._files[k], j, self.palette_transform, layout)
                           for k, j in located]
         g = self._positions[idx] if self._positions is not None else idx
-        return decode_positions(self._files, self._starts, g, layout)
+        return decode_positions(self._files, self._starts, g, layout, out)
 
     def _finish(self, stack: np.ndarray | None, items: list[np.ndarray] | None,
-                labels: np.ndarray) -> DCQBatch:
+                labels: np.ndarray, into: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> DCQBatch:
         """Wrap decoded arrays in the output form, apply the transforms, pair with labels
-        (:mod:`dcqformat.torch.batch`: a stacked tensor batch is one storage in a worker)."""
+        (:mod:`dcqformat.torch.batch`: a stacked tensor batch is one storage in a worker;
+        ``into``: the images and labels tensors ``stack`` was decoded into)."""
         stacked: tuple[torch.Tensor, torch.Tensor] | None = None
         images: Sequence[Any]
         plain = self.transform is None and self.target_transform is None
         if stack is not None and self.output == "tensor":
             if plain:
-                stacked = stacked_batch(stack, labels)
+                decoded_into = into is not None and stack.ctypes.data == into[0].data_ptr()
+                stacked = into if into is not None and decoded_into else stacked_batch(stack, labels)
             images = (stacked[0] if stacked is not None else torch.from_numpy(stack)).unbind(0)
         elif stack is not None:
             images = [self._wrap(a) for a in stack]

@@ -10,7 +10,7 @@ from torch.utils.data import get_worker_info
 
 from dcqformat.format.reader import DCQFile
 
-__all__ = ["decode_positions", "loader_threads"]
+__all__ = ["decode_positions", "loader_threads", "stacked_shape"]
 
 
 def loader_threads() -> int | None:
@@ -20,26 +20,44 @@ def loader_threads() -> int | None:
     return 1 if get_worker_info() is not None else None
 
 
-def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str
-                     ) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+def stacked_shape(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray,
+                  layout: str) -> tuple[int, ...] | None:
+    """The shape of the one array :func:`decode_positions` returns for the positions ``g``
+    (non-empty), or None when their samples differ in size or channels (a list then)."""
+    shard = np.searchsorted(starts, g, side="right") - 1
+    found: set[tuple[int, int, int]] = set()
+    for k in np.unique(shard).tolist():
+        meta = files[k].metadata
+        local = g[shard == k] - starts[k]
+        hs, ws = meta.height[local], meta.width[local]
+        found.add((int(hs[0]), int(ws[0]), int(meta.channels)))
+        if len(found) > 1 or not bool((hs == hs[0]).all() and (ws == ws[0]).all()):
+            return None
+    ((h, w, c),) = found
+    return (g.size, h, w, c) if layout == "hwc" else (g.size, c, h, w)
+
+
+def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str,
+                     out: np.ndarray | None = None) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
     """Decode global sample positions ``g`` (shard ``k`` holds ``starts[k]..starts[k+1]-1``):
-    ``(stack, None)`` when one buffer holds them all, else ``(None, list of arrays)``; one
-    ``decode_batch`` call per shard, on :func:`loader_threads` threads."""
+    ``(stack, None)`` when one buffer holds them all (``out`` when given: a uint8 array of
+    :func:`stacked_shape`), else ``(None, list of arrays)``; one ``decode_batch`` call per
+    shard, on :func:`loader_threads` threads."""
     threads = loader_threads()
     if len(files) == 1:
-        decoded = files[0].decode_batch(g, layout, threads=threads)
+        decoded = files[0].decode_batch(g, layout, threads=threads, out=out)
         return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
     shard = np.searchsorted(starts, g, side="right") - 1
     groups = []
     for k in np.unique(shard).tolist():
         sel = np.flatnonzero(shard == k)
         groups.append((sel, files[k].decode_batch(g[sel] - starts[k], layout, threads=threads)))
-    if len(groups) == 1 and isinstance(groups[0][1], np.ndarray):
+    if len(groups) == 1 and isinstance(groups[0][1], np.ndarray) and out is None:
         return groups[0][1], None
     if all(isinstance(d, np.ndarray) for _, d in groups) and \
             len({d.shape[1:] for _, d in groups}) == 1:
         first = groups[0][1]
-        stack = np.empty((g.size, *first.shape[1:]), dtype=np.uint8)
+        stack = np.empty((g.size, *first.shape[1:]), dtype=np.uint8) if out is None else out
         for sel, d in groups:
             stack[sel] = d
         return stack, None
