@@ -1,7 +1,7 @@
 """The rules of ``docs/architecture.md``, checked on the source tree: no import cycle inside
 ``dcqformat/``, which folder may import which, no module using another module's private
-names, no function over 100 lines, no module over 500, and a plain ``convert()`` never loads
-the torchrun driver."""
+names, no function over 100 lines, no module over 500, a docstring on every public function,
+and a plain ``convert()`` never loads the torchrun driver."""
 
 from __future__ import annotations
 
@@ -128,6 +128,24 @@ def test_no_function_over_100_lines_and_no_module_over_500() -> None:
                 if length > 100:
                     long_funcs.append(f"{path.relative_to(PKG)}:{node.lineno} {node.name}: {length}")
     assert not long_funcs and not big_mods, "\n".join(long_funcs + big_mods)
+
+
+def test_every_public_function_class_and_method_has_a_docstring() -> None:
+    """Public: a name not starting with ``_``. Checked: module-level functions and classes, and
+    the methods of module-level classes (functions nested in functions are not)."""
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    missing = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG.parent)
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, defs):
+                continue
+            inner = node.body if isinstance(node, ast.ClassDef) else []
+            for d in [node] + [m for m in inner if isinstance(m, defs)]:
+                if not d.name.startswith("_") and ast.get_docstring(d) is None:
+                    name = d.name if d is node else f"{node.name}.{d.name}"
+                    missing.append(f"{rel}:{d.lineno}:{name}")
+    assert not missing, "no docstring:\n" + "\n".join(missing)
 
 
 def test_a_plain_convert_never_loads_the_torchrun_driver(tmp_path: Path) -> None:

@@ -156,6 +156,7 @@ def c1_qx(packed, bits, n_pixels, palette, out):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def q8_count_bad(packed, n_pixels, n_colors):  # type: ignore[no-untyped-def]
+    """q = 8: how many of the ``n_pixels`` index bytes are >= K (``n_colors``); 0 when K is 256."""
     bad = 0
     if n_colors < 256:
         for p in range(n_pixels):

@@ -68,6 +68,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU of the two conv + batch-norm layers applied to ``x`` plus the shortcut of ``x``."""
         y = F.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         return F.relu(y + self.shortcut(x))
@@ -99,6 +100,7 @@ class ProxyNet(nn.Module):
         self.fc = nn.Linear(w2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` of a ``[B, C, H, W]`` batch (blocks, average pool, fc)."""
         x = self.last_block(self.stage2(self.stage1(self.stem(x))))
         return self.fc(x.mean((2, 3)))
 
@@ -168,11 +170,13 @@ class TaskModel:
             }
 
     def to(self, device: torch.device) -> TaskModel:
+        """Move the module to ``device`` (in place); returns this TaskModel."""
         self.module.to(device)
         return self
 
     @property
     def device(self) -> torch.device:
+        """The device of the module's first parameter, else of its first buffer, else the CPU."""
         for p in self.module.parameters():
             return p.device
         for b in self.module.buffers():

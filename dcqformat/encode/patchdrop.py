@@ -58,6 +58,7 @@ class PatchDropSpec:
     theta: float = 0.0
 
     def text(self) -> str:
+        """The spec as ``patch_drop`` text: ``"fixed:THETA"`` (THETA in ``%g``) or ``"spd"``."""
         return f"fixed:{self.theta:g}" if self.mode == "fixed" else "spd"
 
 

@@ -81,6 +81,7 @@ class FolderListing:
 
     @property
     def total_bytes(self) -> int:
+        """The sizes of the listed files at scan time, summed (each file is listed once)."""
         return sum(e.size for e in self.entries)
 
     def __len__(self) -> int:
@@ -124,6 +125,7 @@ class _Walker:
         self.seen_dirs.add((st.st_dev, st.st_ino))
 
     def rel(self, path: str) -> str:
+        """``path`` relative to the root, POSIX, non-UTF-8 bytes escaped (:func:`printable`)."""
         return printable(Path(path).relative_to(self.root).as_posix())
 
     def walk(self, top: Path) -> list[tuple[str, list[str]]]:

@@ -208,18 +208,22 @@ class SelectionStage:
     # -- what the pipeline must provide -----------------------------------------------------
     @property
     def active(self) -> bool:
+        """True when a coreset or a dedup was asked for."""
         return self.coreset is not None or self.dedup is not None
 
     @property
     def needs_embeddings(self) -> bool:
+        """True when the coreset method (``bgfdq``, ``semred``) needs the model's embeddings."""
         return self.coreset is not None and self.coreset.method in ("bgfdq", "semred")
 
     @property
     def needs_el2n(self) -> bool:
+        """True when the coreset method is ``el2n`` (it needs EL2N scores)."""
         return self.coreset is not None and self.coreset.method == "el2n"
 
     @property
     def needs_model(self) -> bool:
+        """True when the selection needs the task model's outputs (embeddings or EL2N scores)."""
         return self.needs_embeddings or self.needs_el2n
 
     def check_epochs(self, epochs: int, trains_proxy: bool) -> None:

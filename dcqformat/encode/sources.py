@@ -109,15 +109,19 @@ class FolderSource(ImageSource):
         self.scan_skipped = list(listing.skipped)
 
     def relpath(self, pos: int) -> str:
+        """The listed file's path relative to the root (POSIX)."""
         return self.entries[pos].relpath
 
     def size(self, pos: int) -> int:
+        """The listed file's size in bytes at scan time (-1 for a dangling link)."""
         return self.entries[pos].size
 
     def load(self, pos: int, opts: LoadOptions) -> np.ndarray:
+        """The listed file at ``pos``, read and decoded by :func:`load_image`."""
         return load_image(self.entries[pos].path, opts)
 
     def check_unchanged(self, pos: int) -> None:
+        """Raise InputImageError when the file at ``pos`` is gone or its size is not the scan's."""
         entry = self.entries[pos]
         try:
             size = entry.path.stat().st_size
@@ -128,6 +132,8 @@ class FolderSource(ImageSource):
             raise InputImageError(f"{str(entry.path)!r} changed during the conversion")
 
     def provenance(self) -> dict[str, Any]:
+        """The base record plus the root, listing hash, files and bytes listed, and what the scan
+        skipped."""
         lst = self.listing
         return {**super().provenance(), "root": printable(str(lst.root)),
                 "listing_sha256": lst.listing_hash, "files_listed": len(lst.entries),
@@ -135,6 +141,7 @@ class FolderSource(ImageSource):
 
     @property
     def total_bytes(self) -> int:
+        """The bytes of every listed source file, counted once (the listing's, at scan time)."""
         return self.listing.total_bytes
 
 
@@ -156,6 +163,7 @@ class ArraySource(ImageSource):
         self.images = images
 
     def load(self, pos: int, opts: LoadOptions) -> np.ndarray:
+        """Image ``pos`` of the array, by the rules of an image file (:func:`array_to_image`)."""
         return array_to_image(self.images[pos], opts, f"image {pos}")
 
 
@@ -191,6 +199,8 @@ class DatasetSource(ImageSource):
         return item[0], _int_label(item[1], pos)
 
     def load(self, pos: int, opts: LoadOptions) -> np.ndarray:
+        """Item ``pos``'s image as an encoder array; InputImageError when the item fails to read or
+        its label is not the one read up front."""
         image, label = self._item(pos)
         if label != int(self.labels[pos]):
             raise InputImageError(f"item {pos} of {self.where}: label {label} differs from the "
@@ -198,6 +208,7 @@ class DatasetSource(ImageSource):
         return item_to_image(image, opts, f"item {pos}")
 
     def provenance(self) -> dict[str, Any]:
+        """The base record plus the dataset's type (``module.Class``)."""
         return {**super().provenance(), "type": f"{type(self.ds).__module__}.{type(self.ds).__name__}"}
 
 
@@ -213,15 +224,19 @@ class SubsetSource(ImageSource):
         self.parent, self.positions = parent, pos
 
     def relpath(self, pos: int) -> str:
+        """The parent's source path of the ``pos``-th chosen position."""
         return self.parent.relpath(int(self.positions[pos]))
 
     def size(self, pos: int) -> int:
+        """The parent's source bytes of the ``pos``-th chosen position."""
         return self.parent.size(int(self.positions[pos]))
 
     def load(self, pos: int, opts: LoadOptions) -> np.ndarray:
+        """The parent's image at the ``pos``-th chosen position."""
         return self.parent.load(int(self.positions[pos]), opts)
 
     def check_unchanged(self, pos: int) -> None:
+        """The parent's check of the ``pos``-th chosen position."""
         self.parent.check_unchanged(int(self.positions[pos]))
 
 

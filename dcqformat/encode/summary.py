@@ -41,9 +41,11 @@ class ConvertSummary:
 
     @property
     def total_seconds(self) -> float:
+        """The stage times (``stage_seconds``), summed."""
         return float(sum(self.stage_seconds.values()))
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain data (:func:`dataclasses.asdict`) plus ``total_seconds``."""
         d = asdict(self)
         d["total_seconds"] = self.total_seconds
         return d

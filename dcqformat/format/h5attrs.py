@@ -40,12 +40,14 @@ class Bytes:
         self.buf, self.size, self.where = buf, size, where
 
     def take(self, pos: int, n: int, what: str) -> bytes:
+        """The ``n`` bytes at ``pos``; StructureError when they do not lie inside the file."""
         if pos < 0 or n < 0 or pos + n > self.size:
             raise StructureError(f"{self.where}: {what} at byte {pos} ({n} bytes) lies outside the "
                                  f"file of {self.size} bytes")
         return bytes(self.buf[pos:pos + n])
 
     def uint(self, pos: int, n: int, what: str) -> int:
+        """The ``n``-byte little-endian unsigned integer at ``pos`` (checked as :meth:`take`)."""
         return int.from_bytes(self.take(pos, n, what), "little")
 
 

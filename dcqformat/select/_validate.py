@@ -64,6 +64,7 @@ def check_labels(labels: Any, n: int | None = None, *, n_name: str = "features")
 
 
 def check_features_shape(shape: tuple[int, ...], name: str = "features") -> None:
+    """Raise InvalidArgumentError unless ``shape`` is 2-D with at least one row and one column."""
     if len(shape) != 2:
         raise InvalidArgumentError(
             f"{name} must be 2-D (samples x dimensions), got {name} with shape {tuple(shape)}"

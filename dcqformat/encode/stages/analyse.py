@@ -179,6 +179,8 @@ class _BatchAnalyser:
         self.block = -1
 
     def run(self, batch: list[tuple[int, np.ndarray]]) -> None:
+        """Analyse one batch: the model pass (features, selection scores, attention maps), then,
+        unless ``features_only``, the dedup hashes and the per-image palettes."""
         o = self.ctx.opts
         arrs = [a for _, a in batch]
         blk = batch[0][0] // o.batch_size  # random streams per block: shard-independent
