@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import struct
 import sys
 import zlib
 from pathlib import Path
@@ -30,11 +29,24 @@ import h5py
 import numpy as np
 import zstandard
 
-HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-ZSTD_MAGIC = 0xFD2FB528
+# Parts of this reader beside it in tools/ (no package), importing no dcqformat either:
+# independent_hdf5.py (the HDF5 superblock, §10.14's endless walks, Zstandard frame headers),
+# independent_masks.py (§13 patch masks) and independent_ctx.py (§14 ctx payload).
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from independent_ctx import CtxRuleError, decode_stream, read_ctx_model  # noqa: E402
+from independent_hdf5 import (  # noqa: E402
+    HDF5_SIGNATURE,
+    endless_hdf5_walk,
+    hdf5_eof_address,
+    zstd_declared_size,
+)
+from independent_masks import MaskRuleError, patches, read_masks  # noqa: E402
+
 KNOWN_MAJOR = 1
 KNOWN_FEATURES: frozenset[str] = frozenset({"patch-mask", "ctx-payload"})  # §9; §13 (1.1); §14 (1.2)
-MAX_PATCH = 65536
 SAMPLE_DTYPES = {  # §4
     "height": "<u4", "width": "<u4", "label": "<u4", "cluster": "<u4",
     "offset": "<u8", "length": "<u8", "crc32": "<u4",
@@ -59,97 +71,6 @@ def crc32(data: bytes | np.ndarray) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
 
 
-def hdf5_eof_address(head: bytes) -> int | None:
-    """The end-of-file address recorded in the HDF5 superblock (HDF5 file format spec,
-    superblock versions 0-3), or None if ``head`` is too short to hold it."""
-    if len(head) < 9:
-        return None
-    version = head[8]
-    if version in (0, 1):
-        if len(head) < 24:
-            return None
-        size_of_offsets = head[13]
-        fixed = 24 + (4 if version == 1 else 0)  # v1 adds indexed-storage K + reserved
-        pos = fixed + 2 * size_of_offsets  # base address, free-space info address
-    elif version in (2, 3):
-        if len(head) < 12:
-            return None
-        size_of_offsets = head[9]
-        pos = 12 + 2 * size_of_offsets  # base address, superblock extension address
-    else:
-        return None
-    if size_of_offsets not in (2, 4, 8) or len(head) < pos + size_of_offsets:
-        return None
-    return int.from_bytes(head[pos:pos + size_of_offsets], "little")
-
-
-def zstd_declared_size(frame: bytes) -> int | None:
-    """Frame_Content_Size of a Zstandard frame header (RFC 8878 §3.1.1.1), None if absent.
-
-    Raises ValueError if ``frame`` does not start with a complete frame header.
-    """
-    if len(frame) < 5 or struct.unpack_from("<I", frame)[0] != ZSTD_MAGIC:
-        raise ValueError("no Zstandard frame magic")
-    fhd = frame[4]
-    fcs_flag, single_segment, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
-    if fhd & 0x08:
-        raise ValueError("reserved bit set in the frame header descriptor")
-    pos = 5 + (0 if single_segment else 1)  # Window_Descriptor
-    pos += (0, 1, 2, 4)[dict_flag]
-    fcs_size = (1 if single_segment else 0, 2, 4, 8)[fcs_flag]
-    if len(frame) < pos + fcs_size:
-        raise ValueError("truncated frame header")
-    if fcs_size == 0:
-        return None
-    value = int.from_bytes(frame[pos:pos + fcs_size], "little")
-    return value + 256 if fcs_size == 2 else value
-
-
-UNDEF = 2**64 - 1
-
-
-def _tree_node(data: bytes | mmap.mmap, at: int) -> tuple[int, int, int, int] | None:
-    """§10.14: (type, level, entries used, right sibling) of a v1 B-tree node at ``at``."""
-    if at == UNDEF or at + 24 > len(data) or data[at:at + 4] != b"TREE" or data[at + 4] > 1:
-        return None
-    used, _left, right = struct.unpack_from("<HQQ", data, at + 6)
-    return data[at + 4], data[at + 5], used, right
-
-
-def endless_hdf5_walk(data: bytes | mmap.mmap) -> str | None:
-    """§10.14: what in the file HDF5 would walk without end (a looping local heap free list, a
-    looping B-tree sibling chain, a B-tree child not one level down), or None. The whole file
-    is searched, before HDF5 opens it (the spec allows that)."""
-    at = data.find(b"HEAP\x00\x00\x00\x00")
-    while at >= 0:
-        if at + 32 <= len(data):
-            size, offset, seg = struct.unpack_from("<QQQ", data, at + 8)
-            visited: set[int] = set()
-            while seg + size <= len(data) and offset != UNDEF and offset + 16 <= size:
-                if offset in visited:
-                    return f"the free list of the local heap at byte {at} loops"
-                visited.add(offset)
-                offset = struct.unpack_from("<Q", data, seg + offset)[0]
-        at = data.find(b"HEAP\x00\x00\x00\x00", at + 1)
-    at = data.find(b"TREE")
-    while at >= 0:
-        node = _tree_node(data, at)
-        if node is not None:
-            kind, level, used, right = node
-            chain = {at}
-            while (nxt := _tree_node(data, right)) is not None:
-                if right in chain:
-                    return f"the right-sibling chain of the B-tree node at byte {at} loops"
-                chain.add(right)
-                right = nxt[3]
-            if level > 0 and used > 0:
-                keys = [8] if kind == 0 else [16 + 8 * r for r in range(1, 33)]
-                if not any(at + 24 + (used + 1) * k + 8 * used <= len(data) and all(
-                        (c := _tree_node(data, struct.unpack_from("<Q", data, at + 24 + k + i * (k + 8))[0]))
-                        is not None and c[:2] == (kind, level - 1) for i in range(used)) for k in keys):
-                    return f"the B-tree node at byte {at} (level {level}) has children that are not level {level - 1} nodes"
-        at = data.find(b"TREE", at + 1)
-    return None
 
 
 def unpack(packed: bytes, n_pixels: int, bits: int) -> np.ndarray:
@@ -397,38 +318,12 @@ class IndependentReader:
 
     # -- §14: ctx payload ----------------------------------------------------------------
     def _read_ctx(self, h5: h5py.File, num_clusters: int) -> None:
-        group = h5.get("ctx")
-        if not isinstance(group, h5py.Group):
-            raise self._err("StructureError", "open", "payload_encoding ctx but no /ctx group")
-        attrs = {}
-        for name in ("models", "context"):
-            value = group.attrs.get(name)
-            attrs[name] = value.decode() if isinstance(value, bytes) else value
-        if attrs["models"] not in ("file", "cluster") or attrs["context"] != "neighbours-10":
-            raise self._err("StructureError", "open", f"/ctx attributes {attrs}")
-        bits = np.asarray(group.attrs.get("prob_bits", -1))
-        if bits.shape != () or bits.dtype.kind not in "iu" or int(bits) != 12:
-            raise self._err("StructureError", "open", "/ctx prob_bits is not 12")
-        m = 1 if attrs["models"] == "file" else num_clusters
-        if 1024 * m > 1 << 22:
-            raise self._err("StructureError", "open", f"{m} models are too many")
-        declared = self._dataset(h5, "ctx/rows", "<u4", None).shape
-        if declared[0] > 1024 * m or declared[0] * self.palette_size > 1 << 24:  # before reading
-            raise self._err("StructureError", "open", f"/ctx/rows declares {declared[0]} rows")
-        rows = [int(v) for v in self._checked(h5, "ctx/rows", "<u4", None)]
-        if any(b <= a for a, b in zip(rows, rows[1:], strict=False)) or (rows and rows[-1] >= 1024 * m):
-            raise self._err("StructureError", "open", "/ctx/rows not increasing or out of range")
-        k = self.palette_size
-        freq = self._checked(h5, "ctx/freq", "<u2", (len(rows) * k,))
-        table = [[int(v) for v in freq[r * k:(r + 1) * k]] for r in range(len(rows))]
-        for r, f in enumerate(table):
-            if sum(f) != 4096:  # Python ints: no wrap-around
-                raise self._err("StructureError", "open", f"/ctx row {r} sums to {sum(f)}")
-        for i in range(self.n):
-            if self.samples["length"][i] < 4:
-                raise self._err("StructureError", "open", f"sample {i}: ctx stream under 4 bytes")
-        self.ctx = {"per_cluster": attrs["models"] == "cluster",
-                    "row": dict(zip(rows, table, strict=True))}
+        """§14.1: the model of /ctx (``independent_ctx``); a broken rule is a StructureError."""
+        try:
+            self.ctx = read_ctx_model(h5, num_clusters, self.palette_size, self.samples["length"],
+                                      self._dataset, self._checked)
+        except CtxRuleError as exc:
+            raise self._err("StructureError", "open", str(exc)) from None
 
     def _rects(self, i: int) -> list[tuple[int, int]]:
         """§14.1: the whole image, or the kept patches of §13 in increasing g."""
@@ -436,118 +331,29 @@ class IndependentReader:
             return [(self.samples["height"][i], self.samples["width"][i])]
         return [(r.stop - r.start, c.stop - c.start) for kept, r, c in self._patches(i) if kept]
 
-    @staticmethod
-    def _neighbours(m: list[int], w: int, y: int, x: int) -> tuple[int, ...]:
-        """§14.2: W, N, NW, NE, NN, WW, NNE, NWW of (y, x) in a rectangle of width w."""
-        def at(yy: int, xc: int) -> int:
-            return m[yy * w + xc]
-        W = at(y, x - 1) if x > 0 else (at(y - 1, x) if y > 0 else 0)
-        N = at(y - 1, x) if y > 0 else W
-        NW = at(y - 1, x - 1) if y > 0 and x > 0 else N
-        NE = at(y - 1, x + 1) if y > 0 and x + 1 < w else N
-        NN = at(y - 2, x) if y > 1 else N
-        WW = at(y, x - 2) if x > 1 else W
-        NNE = at(y - 2, x + 1) if y > 1 and x + 1 < w else NE
-        NWW = at(y - 1, x - 2) if y > 0 and x > 1 else NW
-        return W, N, NW, NE, NN, WW, NNE, NWW
-
     def _ctx_indices(self, i: int, stored: bytes, stage: str) -> np.ndarray:
-        """§14.2-§14.4: decode sample i's stream, pixel by pixel."""
+        """§14.2-§14.4: decode sample i's stream, pixel by pixel (``independent_ctx``)."""
         assert self.ctx is not None
         model = self.samples["cluster"][i] if self.ctx["per_cluster"] else 0
-
-        def fail(why: str) -> SpecError:
-            return self._err("PayloadError", stage, f"sample {i}: ctx stream: {why}")
-        if len(stored) < 4:
-            raise fail("shorter than 4 bytes")
-        x = int.from_bytes(stored[:4], "little")
-        if not 1 << 23 <= x < 1 << 31:
-            raise fail("first state out of range")
-        pos, out = 4, []
-        for h, w in self._rects(i):
-            m: list[int] = []
-            for y in range(h):
-                for xx in range(w):
-                    W, N, NW, NE, NN, WW, NNE, NWW = self._neighbours(m, w, y, xx)
-                    c = sum(int(e) << b for b, e in enumerate(
-                        (N == W, NW == W, NW == N, NE == W, NE == N, NE == NW, NN == N, WW == W,
-                         NNE == NE, NWW == NW)))
-                    f = self.ctx["row"].get(1024 * model + c)
-                    if f is None:
-                        raise fail(f"context {c} of model {model} has no row")
-                    slot, s, cum = x % 4096, 0, 0
-                    while not cum <= slot < cum + f[s]:
-                        cum += f[s]
-                        s += 1
-                    x = f[s] * (x // 4096) + slot - cum
-                    while x < 1 << 23:
-                        if pos == len(stored):
-                            raise fail("truncated")
-                        x, pos = x * 256 + stored[pos], pos + 1
-                    d: list[int] = []
-                    for v in (W, N, NW, NE):
-                        if v not in d:
-                            d.append(v)
-                    if s < len(d):
-                        m.append(d[s])
-                    else:
-                        outside = [v for v in range(self.palette_size + len(d)) if v not in d]
-                        m.append(outside[s - len(d)])
-            out.extend(m)
-        if x != 1 << 23 or pos != len(stored):
-            raise fail("does not end in state 2**23 exactly at its last byte")
-        return np.array(out, dtype=np.int64)
+        try:
+            return decode_stream(stored, self._rects(i), self.ctx["row"], model, self.palette_size)
+        except CtxRuleError as exc:
+            raise self._err("PayloadError", stage, f"sample {i}: ctx stream: {exc}") from None
 
     # -- §13: patch masks ----------------------------------------------------------------
     def _read_masks(self, h5: h5py.File) -> None:
-        group = h5.get("masks")
-        if not isinstance(group, h5py.Group):
-            raise self._err("StructureError", "open", "patch-mask listed but /masks is not a group")
-        if "patch_size" not in group.attrs:
-            raise self._err("StructureError", "open", "/masks has no patch_size")
-        raw_p = np.asarray(group.attrs["patch_size"])
-        if raw_p.shape != () or raw_p.dtype.kind not in "iu" or not 1 <= int(raw_p) <= MAX_PATCH:
-            raise self._err("StructureError", "open", f"/masks patch_size {raw_p!r} outside 1..{MAX_PATCH}")
-        p = int(raw_p)
-        s = self.samples
-        grids = [(-(-s["height"][i] // p), -(-s["width"][i] // p)) for i in range(self.n)]
-        keep_bytes = self._checked(h5, "masks/keep", "u1", None)
-        if keep_bytes.size != sum((gh * gw + 7) // 8 for gh, gw in grids):
-            raise self._err("StructureError", "open", "/masks/keep has the wrong length")
-        keeps, pos = [], 0
-        for i, (gh, gw) in enumerate(grids):
-            m = (gh * gw + 7) // 8
-            bits = np.unpackbits(keep_bytes[pos:pos + m], bitorder="little")
-            if bits[gh * gw:].any():
-                raise self._err("StructureError", "open", f"sample {i}: non-zero mask padding bits")
-            keeps.append(bits[:gh * gw].astype(bool).reshape(gh, gw))
-            pos += m
-        n_dropped = sum(int((~k).sum()) for k in keeps)
-        fill = self._checked(h5, "masks/fill", "u1", (n_dropped,))
-        if fill.size and int(fill.max()) >= self.palette_size:
-            raise self._err("StructureError", "open", f"/masks/fill holds {int(fill.max())} >= K")
-        theta = self._checked(h5, "masks/theta", "<f4", (self.n,))
-        if not (np.isfinite(theta) & (theta >= 0) & (theta <= 1)).all():
-            raise self._err("StructureError", "open", "/masks/theta holds a value outside 0..1")
-        fills, pos = [], 0
-        for k in keeps:
-            d = int((~k).sum())
-            fills.append([int(v) for v in fill[pos:pos + d]])
-            pos += d
-        self.masks = {"patch_size": p, "keep": keeps, "fill": fills}
-        self.masks["kept_pixels"] = [sum((rows.stop - rows.start) * (cols.stop - cols.start)
-                                         for kept, rows, cols in self._patches(i) if kept)
-                                     for i in range(self.n)]
+        """§13: /masks (``independent_masks``); a broken rule is a StructureError."""
+        try:
+            self.masks = read_masks(h5, self.samples["height"], self.samples["width"],
+                                    self.palette_size, self._checked)
+        except MaskRuleError as exc:
+            raise self._err("StructureError", "open", str(exc)) from None
 
     def _patches(self, i: int) -> list[tuple[bool, slice, slice]]:
         """Sample i's patches in increasing g: (kept, rows, columns), clipped at the border."""
         assert self.masks is not None
-        p, keep = self.masks["patch_size"], self.masks["keep"][i]
-        h, w = self.samples["height"][i], self.samples["width"][i]
-        gh, gw = keep.shape
-        return [(bool(keep[r, c]), slice(r * p, min(r * p + p, h)), slice(c * p, min(c * p + p, w)))
-                for r in range(gh) for c in range(gw)]
-
+        return patches(self.masks["patch_size"], self.masks["keep"][i],
+                       self.samples["height"][i], self.samples["width"][i])
     def stored_pixels(self, i: int) -> int:
         """§5 H*W, or §13 S_i (the kept pixels) in a masked file."""
         if self.masks is None:
@@ -632,6 +438,8 @@ class IndependentReader:
 
     # -- §8: verification ----------------------------------------------------------------
     def verify(self) -> None:
+        """§8: the /payload CRC, then every sample read with its CRC checked and its padding
+        bits zero."""
         if crc32(self.payload) != self.payload_crc:
             raise self._err("ChecksumMismatchError", "verify", "/payload: CRC-32 differs")
         for i in range(self.n):
@@ -655,6 +463,7 @@ def check(path: str | os.PathLike[str]) -> tuple[str, str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Verify and summarise each file given; 2 if one breaks the spec, 1 with no file."""
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
         print(__doc__)
