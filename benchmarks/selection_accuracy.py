@@ -91,7 +91,35 @@ def make_coreset(method: str, ratio: float, seed: int, sig: dict[str, Any],
     return plan.stored, time.perf_counter() - t0
 
 
+def result_rows(rows: dict[tuple[str, float], list[dict[str, Any]]], ratios: list[float]) -> list[str]:
+    """The report's table rows (the full pool, then every method at every ratio: accuracy mean ±
+    std over the runs and its distance to random and to the full pool), then the per-seed
+    accuracies."""
+    def stats(key: tuple[str, float]) -> tuple[float, float]:
+        acc = [100 * r["accuracy"] for r in rows[key]]
+        return float(np.mean(acc)), float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0
+
+    lines = []
+    full_m, _ = stats(("full pool", 1.0))
+    for key in [("full pool", 1.0)] + [(m, r) for r in ratios for m in METHODS]:
+        mean, sd = stats(key)
+        rnd = stats(("random", key[1]))[0] if key[0] != "full pool" else mean
+        runs = rows[key]
+        lines.append(
+            f"| {key[0]} | {key[1]:.0%} | {int(np.mean([r['m'] for r in runs])):,} | {mean:.2f} ± {sd:.2f} "
+            f"| {mean - rnd:+.2f} | {mean - full_m:+.2f} | {np.mean([r['select_s'] for r in runs]):.1f} "
+            f"| {np.mean([r['train_seconds'] for r in runs]):.0f} |")
+    return lines + [
+        "",
+        "Per-seed accuracies (%): " + "; ".join(
+            f"{k[0]}@{k[1]:.0%}: " + ", ".join(f"{100 * r['accuracy']:.2f}" for r in v)
+            for k, v in rows.items()),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Train the full pool and every method at every ratio for each seed, then print the
+    markdown report and write it to ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", type=int, default=10000)
     ap.add_argument("--test", type=int, default=5000)
@@ -168,26 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "| select s | train s/run |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def stats(key: tuple[str, float]) -> tuple[float, float]:
-        acc = [100 * r["accuracy"] for r in rows[key]]
-        return float(np.mean(acc)), float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0
-
-    full_m, _ = stats(("full pool", 1.0))
-    for key in [("full pool", 1.0)] + [(m, r) for r in args.ratios for m in METHODS]:
-        mean, sd = stats(key)
-        rnd = stats(("random", key[1]))[0] if key[0] != "full pool" else mean
-        runs = rows[key]
-        lines.append(
-            f"| {key[0]} | {key[1]:.0%} | {int(np.mean([r['m'] for r in runs])):,} | {mean:.2f} ± {sd:.2f} "
-            f"| {mean - rnd:+.2f} | {mean - full_m:+.2f} | {np.mean([r['select_s'] for r in runs]):.1f} "
-            f"| {np.mean([r['train_seconds'] for r in runs]):.0f} |")
-    lines += [
-        "",
-        "Per-seed accuracies (%): " + "; ".join(
-            f"{k[0]}@{k[1]:.0%}: " + ", ".join(f"{100 * r['accuracy']:.2f}" for r in v)
-            for k, v in rows.items()),
-    ]
+    lines += result_rows(rows, args.ratios)
     from _common import emit_report  # type: ignore[import-not-found]
 
     emit_report(lines, args.out)
