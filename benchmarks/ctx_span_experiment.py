@@ -77,6 +77,7 @@ def symbol_above(x, tb, cum, k):
 
 @njit(cache=True)
 def bucket_of(L):
+    """The span-length bucket of ``L``: min(floor(log2 L), 6) (model row SPAN + bucket)."""
     b = 0
     t = L
     while t > 1 and b < 6:
@@ -86,6 +87,7 @@ def bucket_of(L):
 
 @njit(cache=True)
 def bitlen(n):
+    """The number of bits of ``n`` (0 for 0): a break position j < L takes bitlen(L - 1) raw bits."""
     b = 0
     while n > 0:
         n >>= 1
@@ -94,6 +96,8 @@ def bitlen(n):
 
 @njit(cache=True)
 def walk(values, h, w, octx, osym, onb):
+    """The coding events of one map in decoding order: ``octx`` (model row, -1 for raw bits),
+    ``osym`` (symbol, or the raw value) and ``onb`` (raw bit count); returns how many."""
     n = 0
     for y in range(h):
         x = 0
@@ -142,6 +146,7 @@ def walk(values, h, w, octx, osym, onb):
 
 @njit(cache=True)
 def count_into(values, h, w, counts):
+    """Add one map's (model row, symbol) counts to ``counts``; returns its number of events."""
     n = values.size * 3 + 8
     octx = np.empty(n, np.int64)
     osym = np.empty(n, np.int64)
@@ -154,6 +159,8 @@ def count_into(values, h, w, counts):
 
 @njit(cache=True)
 def encode(values, h, w, row_of, freq, cum, out):
+    """rANS-code one map backwards into the end of ``out``; returns (where its stream starts in
+    ``out``, its number of events)."""
     n = values.size * 3 + 8
     octx = np.empty(n, np.int64)
     osym = np.empty(n, np.int64)
@@ -180,6 +187,150 @@ def encode(values, h, w, row_of, freq, cum, out):
         out[pos] = (x >> (8 * j)) & 0xFF
     return pos, m
 
+@njit(cache=True, inline="always")
+def fill_above(out, up, uw, w, above):
+    """The row-above equality bits of columns 2..w-2 of the row after the one at ``up``."""
+    r1 = out[up:up + uw]
+    r2 = out[up - uw:up]
+    for xx in range(2, w - 1):
+        ux = U(xx)
+        a = r1[ux]
+        b = r1[ux - U(1)]
+        c = r1[ux + U(1)]
+        d = r1[ux - U(2)]
+        e = r2[ux]
+        f = r2[ux + U(1)]
+        above[ux] = ((np.uint16(b == a) << 2) | (np.uint16(c == a) << 4)
+                     | (np.uint16(c == b) << 5) | (np.uint16(e == a) << 6)
+                     | (np.uint16(f == c) << 8) | (np.uint16(d == b) << 9))
+
+
+@njit(cache=True, inline="always")
+def refill(x, pos, end, stream):
+    """Renormalise the rANS state: read bytes into ``x`` until x >= LOW or the stream ends at
+    ``end``; returns (x, pos), x < LOW if the stream ran out."""
+    while x < np.int64(LOW) and pos < end:
+        x = (x << 8) | np.int64(stream[pos])
+        pos += U(1)
+    return x, pos
+
+
+@njit(cache=True, inline="always")
+def flat_run(out, rowp, up, ux, x2, w, vw):
+    """The span length L at pixel x2 of the row at ``rowp``: the pixels from x2 whose row-above
+    neighbourhood (row at ``up``) is all ``vw`` (L <= MAXSPAN), written ``vw`` speculatively."""
+    lim = min(w - 1 - x2, MAXSPAN)
+    out[rowp + ux] = vw  # speculative: a break rewrites what follows it
+    L = 1
+    while L < lim and np.int64(out[up + ux + U(L + 1)]) == vw:
+        out[rowp + ux + U(L)] = vw
+        L += 1
+    return L
+
+
+@njit(cache=True)
+def row_interior(stream, pos, end, x, out, rowp, up, w, entry, cum, k, above):
+    """Columns 2..w-2 of a row y >= 2 of :func:`decode`; returns (status, x, pos)."""
+    low = np.int64(LOW)
+    vw = np.int64(out[rowp + U(1)])
+    vnw = np.int64(out[up + U(1)])
+    vn = np.int64(out[up + U(2)])
+    wb = (eq(vn, vw) | (eq(vnw, vw) << 1) | (eq(np.int64(out[rowp]), vw) << 7))
+    x2 = 2
+    while x2 <= w - 2:
+        ux = U(x2)
+        vne = np.int64(out[up + ux + U(1)])
+        wb |= eq(vne, vw) << 3
+        if (wb & 11) == 11:  # flat: span mode
+            L = flat_run(out, rowp, up, ux, x2, w, vw)
+            bk = (np.int64(L >= 2) + np.int64(L >= 4) + np.int64(L >= 8) + np.int64(L >= 16)
+                  + np.int64(L >= 32) + np.int64(L >= 64))
+            e = entry[U(SPAN + bk)]
+            slot = x & 0xFFF
+            c1 = e & 0xFFFF
+            if slot < c1:
+                x = c1 * (x >> 12) + slot
+                x, pos = refill(x, pos, end, stream)
+                if x < low:
+                    return 2, x, pos
+                x2 += L
+                ux = U(x2)
+                vnw = np.int64(out[up + ux - U(1)])
+                vn = np.int64(out[up + ux])
+                wb = eq(vn, vw) | (eq(vnw, vw) << 1) | 128
+                continue
+            if e < 0:
+                return 3, x, pos
+            s, x = symbol_above(x, U(e >> 16), cum, k)
+            if s != 1:
+                return 7, x, pos
+            x, pos = refill(x, pos, end, stream)
+            if x < low:
+                return 2, x, pos
+            nb = bitlen(L - 1)
+            j = 0
+            if nb > 0:
+                fq = np.int64(4096 >> nb)
+                slot = x & 0xFFF
+                j = slot >> (12 - nb)
+                x = fq * (x >> 12) + (slot & (fq - 1))
+                x, pos = refill(x, pos, end, stream)
+                if x < low:
+                    return 2, x, pos
+                if j >= L:
+                    return 7, x, pos
+            e = entry[U(BREAK)]
+            if e < 0:
+                return 3, x, pos
+            s, x = symbol(x, U(e >> 16), cum, k)
+            x, pos = refill(x, pos, end, stream)
+            if x < low:
+                return 2, x, pos
+            v = from_rank(s, vw, vw, vw, vw)
+            x2 += j
+            ux = U(x2)
+            out[rowp + ux] = v
+            x2 += 1
+            ux = U(x2)
+            vnw = np.int64(out[up + ux - U(1)])
+            vn = np.int64(out[up + ux])
+            wb = eq(vn, v) | (eq(vnw, v) << 1) | (eq(np.int64(out[rowp + ux - U(2)]), v) << 7)
+            vw = v
+            continue
+        e = entry[U(np.int64(above[ux]) | wb)]
+        slot = x & 0xFFF
+        c1 = e & 0xFFFF
+        if slot < c1:
+            x = c1 * (x >> 12) + slot
+            if x < low:
+                if pos >= end:
+                    return 2, x, pos
+                x = (x << 8) | np.int64(stream[pos])
+                pos += U(1)
+                if x < low:
+                    if pos >= end:
+                        return 2, x, pos
+                    x = (x << 8) | np.int64(stream[pos])
+                    pos += U(1)
+            out[rowp + ux] = vw
+            wb = ((wb >> 3) & 1) | ((wb & 1) << 1) | 128
+        else:
+            if e < 0:
+                return 3, x, pos
+            s, x = symbol_above(x, U(e >> 16), cum, k)
+            x, pos = refill(x, pos, end, stream)
+            if x < low:
+                return 2, x, pos
+            v = from_rank(s, vw, vn, vnw, vne)
+            out[rowp + ux] = v
+            wb = eq(vne, v) | (eq(vn, v) << 1) | (eq(vw, v) << 7)
+            vw = v
+        vnw = vn
+        vn = vne
+        x2 += 1
+    return 0, x, pos
+
+
 @njit(cache=True, nogil=True)
 def decode(stream, pos, end, h, w, entry, cum, k, out, above):
     """returns status (0 ok). single model, base 0."""
@@ -193,137 +344,13 @@ def decode(stream, pos, end, h, w, entry, cum, k, out, above):
         fast = y >= 2 and w >= 5
         up = rowp - uw if y > 0 else rowp
         if fast:
-            r1 = out[up:up + uw]
-            r2 = out[up - uw:up]
-            for xx in range(2, w - 1):
-                ux = U(xx)
-                a = r1[ux]
-                b = r1[ux - U(1)]
-                c = r1[ux + U(1)]
-                d = r1[ux - U(2)]
-                e = r2[ux]
-                f = r2[ux + U(1)]
-                above[ux] = ((np.uint16(b == a) << 2) | (np.uint16(c == a) << 4)
-                             | (np.uint16(c == b) << 5) | (np.uint16(e == a) << 6)
-                             | (np.uint16(f == c) << 8) | (np.uint16(d == b) << 9))
+            fill_above(out, up, uw, w, above)
         xx = 0
         while xx < w:
             if fast and xx == 2:
-                vw = np.int64(out[rowp + U(1)])
-                vnw = np.int64(out[up + U(1)])
-                vn = np.int64(out[up + U(2)])
-                wb = (eq(vn, vw) | (eq(vnw, vw) << 1) | (eq(np.int64(out[rowp]), vw) << 7))
-                x2 = 2
-                while x2 <= w - 2:
-                    ux = U(x2)
-                    vne = np.int64(out[up + ux + U(1)])
-                    wb |= eq(vne, vw) << 3
-                    if (wb & 11) == 11:  # flat: span mode
-                        lim = min(w - 1 - x2, MAXSPAN)
-                        out[rowp + ux] = vw  # speculative: a break rewrites what follows it
-                        L = 1
-                        while L < lim and np.int64(out[up + ux + U(L + 1)]) == vw:
-                            out[rowp + ux + U(L)] = vw
-                            L += 1
-                        bk = (np.int64(L >= 2) + np.int64(L >= 4) + np.int64(L >= 8) + np.int64(L >= 16)
-                              + np.int64(L >= 32) + np.int64(L >= 64))
-                        e = entry[U(SPAN + bk)]
-                        slot = x & 0xFFF
-                        c1 = e & 0xFFFF
-                        if slot < c1:
-                            x = c1 * (x >> 12) + slot
-                            while x < low:
-                                if pos >= end:
-                                    return 2
-                                x = (x << 8) | np.int64(stream[pos])
-                                pos += U(1)
-                            x2 += L
-                            ux = U(x2)
-                            vnw = np.int64(out[up + ux - U(1)])
-                            vn = np.int64(out[up + ux])
-                            wb = eq(vn, vw) | (eq(vnw, vw) << 1) | 128
-                            continue
-                        if e < 0:
-                            return 3
-                        s, x = symbol_above(x, U(e >> 16), cum, k)
-                        if s != 1:
-                            return 7
-                        while x < low:
-                            if pos >= end:
-                                return 2
-                            x = (x << 8) | np.int64(stream[pos])
-                            pos += U(1)
-                        nb = 0
-                        t = L - 1
-                        while t > 0:
-                            t >>= 1
-                            nb += 1
-                        j = 0
-                        if nb > 0:
-                            fq = np.int64(4096 >> nb)
-                            slot = x & 0xFFF
-                            j = slot >> (12 - nb)
-                            x = fq * (x >> 12) + (slot & (fq - 1))
-                            while x < low:
-                                if pos >= end:
-                                    return 2
-                                x = (x << 8) | np.int64(stream[pos])
-                                pos += U(1)
-                            if j >= L:
-                                return 7
-                        e = entry[U(BREAK)]
-                        if e < 0:
-                            return 3
-                        s, x = symbol(x, U(e >> 16), cum, k)
-                        while x < low:
-                            if pos >= end:
-                                return 2
-                            x = (x << 8) | np.int64(stream[pos])
-                            pos += U(1)
-                        v = from_rank(s, vw, vw, vw, vw)
-                        x2 += j
-                        ux = U(x2)
-                        out[rowp + ux] = v
-                        x2 += 1
-                        ux = U(x2)
-                        vnw = np.int64(out[up + ux - U(1)])
-                        vn = np.int64(out[up + ux])
-                        wb = eq(vn, v) | (eq(vnw, v) << 1) | (eq(np.int64(out[rowp + ux - U(2)]), v) << 7)
-                        vw = v
-                        continue
-                    e = entry[U(np.int64(above[ux]) | wb)]
-                    slot = x & 0xFFF
-                    c1 = e & 0xFFFF
-                    if slot < c1:
-                        x = c1 * (x >> 12) + slot
-                        if x < low:
-                            if pos >= end:
-                                return 2
-                            x = (x << 8) | np.int64(stream[pos])
-                            pos += U(1)
-                            if x < low:
-                                if pos >= end:
-                                    return 2
-                                x = (x << 8) | np.int64(stream[pos])
-                                pos += U(1)
-                        out[rowp + ux] = vw
-                        wb = ((wb >> 3) & 1) | ((wb & 1) << 1) | 128
-                    else:
-                        if e < 0:
-                            return 3
-                        s, x = symbol_above(x, U(e >> 16), cum, k)
-                        while x < low:
-                            if pos >= end:
-                                return 2
-                            x = (x << 8) | np.int64(stream[pos])
-                            pos += U(1)
-                        v = from_rank(s, vw, vn, vnw, vne)
-                        out[rowp + ux] = v
-                        wb = eq(vne, v) | (eq(vn, v) << 1) | (eq(vw, v) << 7)
-                        vw = v
-                    vnw = vn
-                    vn = vne
-                    x2 += 1
+                st, x, pos = row_interior(stream, pos, end, x, out, rowp, up, w, entry, cum, k, above)
+                if st != 0:
+                    return st
                 xx = w - 1
                 continue
             p = rowp + U(xx)
@@ -332,11 +359,9 @@ def decode(stream, pos, end, h, w, entry, cum, k, out, above):
             if e < 0:
                 return 3
             s, x = symbol(x, U(e >> 16), cum, k)
-            while x < low:
-                if pos >= end:
-                    return 2
-                x = (x << 8) | np.int64(stream[pos])
-                pos += U(1)
+            x, pos = refill(x, pos, end, stream)
+            if x < low:
+                return 2
             out[p] = from_rank(s, vw, vn, vnw, vne)
             xx += 1
     if x != LOW:
