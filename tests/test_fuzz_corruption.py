@@ -251,6 +251,14 @@ def test_hdf5_global_heap_hang_is_refused(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"DCQFile({path}) hangs")
     assert proc.returncode == 0, proc.stderr
+    tool = Path(__file__).resolve().parent.parent / "tools" / "independent_reader.py"
+    try:  # and the reader written from the spec alone (§10.10) refuses it too
+        proc = subprocess.run([sys.executable, str(tool), str(path)], capture_output=True,
+                              text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tools/independent_reader.py {path} hangs")
+    assert proc.returncode == 2 and "StructureError at open" in proc.stdout, proc.stdout + proc.stderr
+    assert "does not advance the object walk" in proc.stdout, proc.stdout
 
 
 GCOL_CHILD = textwrap.dedent("""

@@ -72,8 +72,9 @@ def _tree_node(data: bytes | mmap.mmap, at: int) -> tuple[int, int, int, int] | 
 
 
 def endless_hdf5_walk(data: bytes | mmap.mmap) -> str | None:
-    """§10.14: what in the file HDF5 would walk without end (a looping local heap free list, a
-    looping B-tree sibling chain, a B-tree child not one level down), or None. The whole file
+    """§10.14 and §10.10: what in the file HDF5 would walk without end (a looping local heap
+    free list, a looping B-tree sibling chain, a B-tree child not one level down, a global heap
+    object that does not advance its collection's walk), or None. The whole file
     is searched, before HDF5 opens it (the spec allows that)."""
     at = data.find(b"HEAP\x00\x00\x00\x00")
     while at >= 0:
@@ -104,4 +105,28 @@ def endless_hdf5_walk(data: bytes | mmap.mmap) -> str | None:
                         is not None and c[:2] == (kind, level - 1) for i in range(used)) for k in keys):
                     return f"the B-tree node at byte {at} (level {level}) has children that are not level {level - 1} nodes"
         at = data.find(b"TREE", at + 1)
+    return stuck_global_heap(data)
+
+
+def stuck_global_heap(data: bytes | mmap.mmap) -> str | None:
+    """§10.10: the first HDF5 global heap collection whose object walk would not advance, or
+    None. A collection (HDF5 file format, "Global Heap") is "GCOL", version 1, three reserved
+    bytes, its size (8 bytes, header included), then objects: index (2 bytes), reference count
+    (2), reserved (4), data size (8), data padded to 8 bytes; the object of index 0 is free
+    space and its size counts its own header. An object that moves the walk by 0 bytes makes
+    HDF5 loop for ever."""
+    at = data.find(b"GCOL\x01\x00\x00\x00")
+    while at >= 0:
+        if at + 16 <= len(data):
+            end = min(at + struct.unpack_from("<Q", data, at + 8)[0], len(data))
+            p = at + 16
+            while p + 16 <= end:
+                index = struct.unpack_from("<H", data, p)[0]
+                size = struct.unpack_from("<Q", data, p + 8)[0]
+                step = size if index == 0 else 16 + (size + 7) // 8 * 8
+                if step == 0:
+                    return (f"the global heap collection at byte {at}: object {index} at byte {p} "
+                            f"has size 0, which does not advance the object walk")
+                p += step
+        at = data.find(b"GCOL\x01\x00\x00\x00", at + 1)
     return None
