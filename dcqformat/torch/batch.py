@@ -26,7 +26,7 @@ from torch.utils.data import default_collate, get_worker_info
 
 from dcqformat.torch.shared_memory import shared_uint8
 
-__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "one_storage", "register_collate", "stacked_batch", "worker_batch"]
+__all__ = ["DCQBatch", "DCQItem", "collate_decoded", "in_worker", "one_storage", "register_collate", "stacked_batch", "worker_batch"]
 
 
 class DCQItem(tuple):  # type: ignore[type-arg]
@@ -82,13 +82,18 @@ def stacked_batch(stack: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, 
     return views["images"], views["labels"]
 
 
+def in_worker() -> bool:
+    """Whether this process is a DataLoader worker."""
+    return get_worker_info() is not None
+
+
 def worker_batch(image_shape: tuple[int, ...], labels: np.ndarray
                  ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Inside a DataLoader worker, ``(images, labels)`` for a batch about to be decoded: views
     of one new shared-memory storage, ``labels`` (int64 [B]) copied in and ``images`` (uint8
     of ``image_shape``, content undefined) for the decoder to write into; None elsewhere (the
     arrays the decoder returns are then used as they are, :func:`stacked_batch`)."""
-    if get_worker_info() is None:
+    if not in_worker():
         return None
     labels = np.asarray(labels, np.int64).reshape(-1)
     n_labels = labels.size * 8

@@ -54,14 +54,14 @@ from torch.utils.data import Dataset, default_collate
 from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
 from dcqformat.format.reader import DCQFile
-from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch, worker_batch
+from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
 from dcqformat.torch.original_size import check_size, to_original_size
 from dcqformat.torch.packed import PackedBatch, PackedSource, collate_packed
 from dcqformat.torch.palette_decode import decode_through, decode_with_palette_transform
 from dcqformat.torch.paths import PathLike, resolve_paths
 from dcqformat.torch.sampler import DCQSampler
-from dcqformat.torch.shards import decode_positions, stacked_shape
+from dcqformat.torch.shards import decode_positions, worker_output
 
 __all__ = ["DCQDataset", "DCQSampler", "DCQBatch"]
 
@@ -399,14 +399,12 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     def _worker_buffers(self, idx: np.ndarray, layout: str, labels: np.ndarray
                         ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Inside a DataLoader worker, for a plain tensor batch whose samples share a size: the
-        one shared-memory storage to decode it into (:func:`~dcqformat.torch.batch.
-        worker_batch`), so the decoded pixels are written once and sent as they are."""
+        """For a plain tensor batch: the images and labels tensors to decode it into inside a
+        DataLoader worker (:func:`~dcqformat.torch.shards.worker_output`), else None."""
         if self.output != "tensor" or self.transform is not None or self.target_transform is not None:
             return None
-        shape = stacked_shape(self._files, self._starts, self._positions[idx]
-                              if self._positions is not None else idx, layout)
-        return None if shape is None else worker_batch(shape, labels)
+        g = self._positions[idx] if self._positions is not None else idx
+        return worker_output(self._files, self._starts, g, layout, labels)
 
     def _canvas_batch(self, idx: np.ndarray) -> DCQBatch:
         """The canvases ``idx`` of the current epoch: their samples decoded, then tiled."""

@@ -1,16 +1,19 @@
-"""Decoding sample positions spread over several ``.dcq`` shards into one buffer, with the
-decode thread count that suits the process (:func:`loader_threads`)."""
+"""Decoding sample positions spread over several ``.dcq`` shards into one buffer (inside a
+DataLoader worker a new shared-memory one, :func:`worker_output`), with the decode thread
+count that suits the process (:func:`loader_threads`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import get_worker_info
 
 from dcqformat.format.reader import DCQFile
+from dcqformat.torch.batch import in_worker, worker_batch
 
-__all__ = ["decode_positions", "loader_threads", "stacked_shape"]
+__all__ = ["decode_positions", "loader_threads", "stacked_shape", "worker_output"]
 
 
 def loader_threads() -> int | None:
@@ -35,6 +38,18 @@ def stacked_shape(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray,
             return None
     ((h, w, c),) = found
     return (g.size, h, w, c) if layout == "hwc" else (g.size, c, h, w)
+
+
+def worker_output(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str,
+                  labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Inside a DataLoader worker, ``(images, labels)``: views of one new shared-memory storage
+    (:func:`~dcqformat.torch.batch.worker_batch`) for :func:`decode_positions` to decode the
+    positions ``g`` into, the labels already in; None outside a worker or when the samples
+    differ in size (:func:`stacked_shape`)."""
+    if not in_worker():
+        return None
+    shape = stacked_shape(files, starts, g, layout)
+    return None if shape is None else worker_batch(shape, labels)
 
 
 def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray, layout: str,
