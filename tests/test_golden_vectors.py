@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -115,18 +116,35 @@ def test_invalid_records_are_well_formed() -> None:
         assert ("sample" in rec) == (rec["stage"] == "read"), name
 
 
-def test_make_vectors_refuses_to_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("_make_vectors", VECTORS.parent.parent / "tools" / "make_vectors.py")
+def _make_vectors_tool(name: str) -> ModuleType:
+    """tools/make_vectors.py loaded as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, VECTORS.parent.parent / "tools" / "make_vectors.py")
     assert spec is not None and spec.loader is not None
     tool = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = tool  # dataclasses look their module up there
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_make_vectors_refuses_to_overwrite(capsys: pytest.CaptureFixture[str]) -> None:
+    tool = _make_vectors_tool("_make_vectors")
     before = {p: p.stat().st_mtime_ns for p in VECTORS.rglob("*")}
     assert tool.main(["--out", str(VECTORS)]) == 1
     assert "never regenerated" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # there is no --force
         tool.main(["--out", str(VECTORS), "--force"])
     assert {p: p.stat().st_mtime_ns for p in VECTORS.rglob("*")} == before
+
+
+def test_append_with_nothing_new_changes_no_byte(tmp_path: Path) -> None:
+    tool = _make_vectors_tool("_make_vectors_append")
+    copy = tmp_path / "vectors"
+    shutil.copytree(VECTORS, copy)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    tool.main(["--out", str(copy), "--append"])
+    after = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    assert after.keys() == before.keys()
+    assert [str(p) for p in before if after[p] != before[p]] == []  # the README kept no blank lines
 
 
 # -- valid vectors ----------------------------------------------------------------------

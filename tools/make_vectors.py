@@ -169,10 +169,11 @@ def generate(out: Path, *, append: bool) -> list[str]:
     readme = out / "README.md"
     if not readme.exists():
         readme.write_text(README_HEAD)
-    with open(readme, "a") as fh:
-        if append:
-            fh.write("\n")
-        fh.write("\n".join(readme_rows) + "\n")
+    if readme_rows:  # an --append with nothing new leaves the README as it is
+        with open(readme, "a") as fh:
+            if append:
+                fh.write("\n")
+            fh.write("\n".join(readme_rows) + "\n")
     return written
 
 

@@ -135,12 +135,6 @@ def _add(i: Any, delta: int) -> Callable[[np.ndarray], None]:
     return change
 
 
-def _replace_json(path: str, text: bytes, fix_crc: bool) -> Callable[[h5py.File], None]:
-    def edit(h5: h5py.File) -> None:
-        replace_dataset(h5, path, np.frombuffer(text, dtype=np.uint8), fix_crc=fix_crc)
-    return edit
-
-
 def _stale_classes(h5: h5py.File) -> None:
     h5["classes"][0] = "c"  # same length, crc32 attribute left as it was
 
