@@ -355,8 +355,8 @@ class DCQFile(MappedPayload):
         of the output (:mod:`~dcqformat.format.batch_threads`). With patch masks it decodes
         sample by sample in the calling thread (``threads`` is validated, not used).
         ``out``: a writable C-contiguous uint8 array of the stacked result's shape to decode
-        into (e.g. shared or pinned memory) and return; the samples must then share a shape.
-        """
+        into (e.g. shared or pinned memory) and return; the samples must then share a shape
+        (after a PayloadError its content is undefined)."""
         _check_layout(layout)
         idx = self._indices(indices)
         n_threads = batch_threads.thread_count(self._codec, idx, threads, packed=False)
