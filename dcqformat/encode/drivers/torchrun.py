@@ -76,6 +76,25 @@ from dcqformat.errors import InvalidArgumentError, RankFailedError
 __all__ = ["DistContext", "convert_distributed", "world_size_from_env"]
 
 
+
+def _wait_released(t: torch.Tensor, limit_s: float = 2.0) -> None:
+    """Wait (at most ``limit_s``) until the process group's own thread has let go of the
+    finished collective's tensor ``t``.
+
+    A gloo collective's work is released by that thread a moment after ``all_reduce`` returns,
+    and the release drops a reference to the Python tensor, which needs the GIL. When the
+    collective is the job's last (the final health check) and the rank's interpreter is already
+    finalising by then, taking the GIL ends the thread inside a C++ destructor:
+    ``std::terminate``, and the rank dies by SIGABRT after its work is done (1 in ~10 runs of
+    the 2-rank test; under gdb: ``ProcessGroupGloo::runLoop`` -> ``~AsyncAllreduceWork`` ->
+    ``decref_pyobject`` -> ``take_gil`` -> ``pthread_exit``). ``Tensor._use_count`` counts the
+    C++ references; where a torch lacks it, nothing is waited for."""
+    use_count = getattr(t, "_use_count", None)
+    deadline = time.monotonic() + limit_s
+    while use_count is not None and use_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 def world_size_from_env() -> int:
     """``WORLD_SIZE`` as set by torchrun (1 when unset)."""
     try:
@@ -119,6 +138,7 @@ class DistContext:
         t = torch.zeros(self.world_size, dtype=torch.int32, device=self.device)
         t[self.rank] = int(failed)
         tdist.all_reduce(t)
+        _wait_released(t)
         self._count(self.sent, "flags", t.numel() * 4)
         self._count(self.received, "flags", t.numel() * 4 * (self.world_size - 1))
         return [r for r, f in enumerate(t.tolist()) if f]
