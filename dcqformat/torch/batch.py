@@ -76,7 +76,7 @@ def stacked_batch(stack: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, 
     """``(images, labels)`` tensors of a decoded batch (``stack`` uint8 [B, ...], ``labels``
     int64 [B]): in the calling process, views of the arrays themselves; inside a DataLoader
     worker, views of one shared-memory storage (see the module docstring)."""
-    if get_worker_info() is None:
+    if not in_worker():
         return torch.from_numpy(stack), torch.from_numpy(np.ascontiguousarray(labels, np.int64))
     views = one_storage({"labels": np.asarray(labels, np.int64)}, {"images": stack}, shared=True)
     return views["images"], views["labels"]

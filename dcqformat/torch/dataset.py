@@ -441,9 +441,8 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         images: Sequence[Any]
         plain = self.transform is None and self.target_transform is None
         if stack is not None and self.output == "tensor":
-            if plain:
-                decoded_into = into is not None and stack.ctypes.data == into[0].data_ptr()
-                stacked = into if into is not None and decoded_into else stacked_batch(stack, labels)
+            if plain:  # ``into`` is what decode_batch(out=...) wrote and returned as ``stack``
+                stacked = into if into is not None else stacked_batch(stack, labels)
             images = (stacked[0] if stacked is not None else torch.from_numpy(stack)).unbind(0)
         elif stack is not None:
             images = [self._wrap(a) for a in stack]

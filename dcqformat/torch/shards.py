@@ -59,16 +59,16 @@ def decode_positions(files: Sequence[DCQFile], starts: np.ndarray, g: np.ndarray
     :func:`stacked_shape`), else ``(None, list of arrays)``; one ``decode_batch`` call per
     shard, on :func:`loader_threads` threads."""
     threads = loader_threads()
-    if len(files) == 1:
-        decoded = files[0].decode_batch(g, layout, threads=threads, out=out)
-        return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
     shard = np.searchsorted(starts, g, side="right") - 1
+    present = np.unique(shard).tolist()
+    if len(present) == 1:  # one shard (or one file): its decode is the batch, into ``out``
+        k = present[0]
+        decoded = files[k].decode_batch(g - starts[k], layout, threads=threads, out=out)
+        return (decoded, None) if isinstance(decoded, np.ndarray) else (None, decoded)
     groups = []
-    for k in np.unique(shard).tolist():
+    for k in present:
         sel = np.flatnonzero(shard == k)
         groups.append((sel, files[k].decode_batch(g[sel] - starts[k], layout, threads=threads)))
-    if len(groups) == 1 and isinstance(groups[0][1], np.ndarray) and out is None:
-        return groups[0][1], None
     if all(isinstance(d, np.ndarray) for _, d in groups) and \
             len({d.shape[1:] for _, d in groups}) == 1:
         first = groups[0][1]

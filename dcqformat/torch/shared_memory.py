@@ -18,6 +18,7 @@ making one were measured on the 2-core development VM for a batch of 256 64-px R
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from typing import Any
 
@@ -27,23 +28,18 @@ __all__ = ["populate", "shared_uint8"]
 
 MADV_POPULATE_WRITE = 23  # <linux/mman.h>
 PAGE = 4096
-_madvise: Any = None
 
 
+@functools.cache
 def _libc_madvise() -> Any:
     """libc's ``madvise`` (None where there is none to call)."""
-    global _madvise
-    if _madvise is None:
-        fn: Any
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).madvise
-        except (OSError, AttributeError):
-            fn = False
-        else:
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-            fn.restype = ctypes.c_int
-        _madvise = fn
-    return _madvise or None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def populate(address: int, nbytes: int) -> bool:
