@@ -40,10 +40,10 @@ def frame_status(data, start, length, expected):  # type: ignore[no-untyped-def]
     """Status of ``data[start:start + length]`` as one frame of content size ``expected``
     (the caller guarantees the range lies inside ``data``)."""
     end = start + length
-    if length < 6:
-        return NOT_A_FRAME if length < 4 or data[start] != 0x28 else FRAME_TRUNCATED
-    if data[start] != 0x28 or data[start + 1] != 0xB5 or data[start + 2] != 0x2F or data[start + 3] != 0xFD:
+    if length < 4 or data[start] != 0x28 or data[start + 1] != 0xB5 or data[start + 2] != 0x2F or data[start + 3] != 0xFD:
         return NOT_A_FRAME
+    if length < 5:
+        return FRAME_TRUNCATED
     fhd = data[start + 4]
     if fhd & 0x08 or fhd & 0x03:
         return BAD_HEADER
@@ -112,10 +112,10 @@ def check_frames(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
 
 def frame_status_ref(frame: bytes, expected: int) -> int:
     """Plain-Python reference of the frame walk (one sample's stored bytes)."""
-    if len(frame) < 6:
-        return NOT_A_FRAME if len(frame) < 4 or frame[0] != 0x28 else FRAME_TRUNCATED
-    if frame[:4] != b"\x28\xb5\x2f\xfd":
+    if len(frame) < 4 or frame[:4] != b"\x28\xb5\x2f\xfd":
         return NOT_A_FRAME
+    if len(frame) < 5:
+        return FRAME_TRUNCATED
     fhd = frame[4]
     if fhd & 0x0B:
         return BAD_HEADER
