@@ -180,7 +180,8 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
                 raise ShardMismatchError(f"{files[j].path}: sample {i} is {idx.shape}, expected {(h, wd)}")
             w.add_sample(idx, int(cl[i]), int(lb[i]),
                          source_path=None if sp is None else sp[i],
-                         source_size=None if sz is None else int(sz[i]))
+                         source_size=None if sz is None else int(sz[i]),
+                         original_size=files[j].original_shape(i)[:2])  # spec §15
         w.set_provenance(prov)
     for f in files:
         f.close()
