@@ -152,7 +152,8 @@ def merge_shards(shards: Sequence[str | os.PathLike[str]], out: str | os.PathLik
     if not paths:
         raise InvalidArgumentError("merge needs at least one shard file")
     out_path = check_path(out, "out")
-    if any(out_path.resolve() == p.resolve() for p in paths):
+    # realpath, not Path.resolve: that raises RuntimeError (OSError on 3.13) on a symlink loop
+    if any(os.path.realpath(out_path) == os.path.realpath(p) for p in paths):
         raise InvalidArgumentError(f"output {str(out_path)!r} is one of the shards")
     if out_path.exists() and not overwrite:
         raise InvalidArgumentError(f"output {str(out_path)!r} exists (pass overwrite=True / --force)")
