@@ -10,13 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "cache_scatter_ref",
     "decode_many_ref",
     "decode_masked_ref",
     "decode_ref",
+    "gather_palette_ref",
     "gather_ref",
     "mask_stats_ref",
+    "masked_status_ref",
     "pack_ref",
+    "q8_count_bad_ref",
     "scatter_ref",
+    "table_slots_ref",
+    "take_ref",
     "unpack_ref",
 ]
 
@@ -88,6 +94,55 @@ def decode_many_ref(
         if bad:
             return out, i
     return out, -1
+
+
+def q8_count_bad_ref(packed: np.ndarray, n_pixels: int, n_colors: int) -> int:
+    """How many of the first ``n_pixels`` bytes of ``packed`` (q = 8 indices) are >= K."""
+    return int((np.asarray(packed, np.uint8)[:n_pixels].astype(np.int64) >= n_colors).sum())
+
+
+def table_slots_ref(palette_ids: np.ndarray, n_pixels: np.ndarray, bits: int, min_pixels: int
+                    ) -> tuple[np.ndarray, int]:
+    """Which samples of a batch share a byte table: a palette gets one when its samples whose
+    pixel count is a whole number of bytes (a multiple of 8 // bits) hold at least
+    ``min_pixels`` pixels in all; tables are numbered in increasing palette id. Returns each
+    sample's table (-1: none, also for a sample whose count is not whole bytes) and how many."""
+    ids = [int(v) for v in palette_ids]
+    whole = [int(n) % (8 // bits) == 0 for n in n_pixels]
+    total = {u: 0 for u in ids}
+    for u, n, ok in zip(ids, n_pixels, whole, strict=True):
+        total[u] += int(n) if ok else 0
+    table = {u: t for t, u in enumerate(sorted(u for u in total if total[u] >= min_pixels))}
+    slot = [table.get(u, -1) if ok else -1 for u, ok in zip(ids, whole, strict=True)]
+    return np.array(slot, np.int64), len(table)
+
+
+def gather_palette_ref(idx: np.ndarray, palette: np.ndarray, planar: bool) -> np.ndarray:
+    """The colours of the (valid) indices ``idx`` as one flat HWC or, if ``planar``, CHW array."""
+    pixels = np.asarray(palette, np.uint8)[np.asarray(idx).reshape(-1)]
+    return np.ascontiguousarray(pixels.T if planar else pixels).reshape(-1)
+
+
+# -- the decoded-map cache (kernels in dcqformat.format.cache) ------------------------------
+
+
+def take_ref(src: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges ``src[start:start + length]`` one after another, and where each begins
+    (``[B + 1]`` offsets, the last the total)."""
+    parts = [np.asarray(src)[int(s):int(s) + int(n)] for s, n in zip(starts, lengths, strict=True)]
+    offsets = np.array([0, *np.cumsum([p.size for p in parts], dtype=np.int64)], np.int64)
+    return (np.concatenate(parts) if parts else np.empty(0, np.uint8)).astype(np.uint8), offsets
+
+
+def cache_scatter_ref(src: np.ndarray, src_offsets: np.ndarray, dst: np.ndarray,
+                      dst_offsets: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """A copy of ``dst`` with part b of ``src`` (``src_offsets[b]:src_offsets[b + 1]``) written
+    at ``dst_offsets[idx[b]]``, for b in order (a later part wins where two overlap)."""
+    out = np.array(dst, np.uint8, copy=True)
+    for b, i in enumerate(np.asarray(idx).tolist()):
+        part = np.asarray(src)[int(src_offsets[b]):int(src_offsets[b + 1])]
+        out[int(dst_offsets[i]):int(dst_offsets[i]) + part.size] = part
+    return out
 
 
 # -- patch masks (spec §13; kernels in dcqformat.codecs.patches) ------------------------------
@@ -166,3 +221,30 @@ def mask_stats_ref(keep: np.ndarray, heights: np.ndarray, widths: np.ndarray, p:
             bad = i
         start += n_bytes
     return kp, px, bad
+
+
+def masked_status_ref(packed: np.ndarray, bits: int, h: int, w: int, p: int, keep: np.ndarray,
+                      fills: np.ndarray | None, n_colors: int) -> int:
+    """The verdict of decoding a masked sample, walking the patches in raster order and each kept
+    patch's pixels in raster order: 3 when a kept pixel's index is not wholly inside ``packed``,
+    1 when it is >= K; for a dropped patch (with ``fills``) 4 when ``fills`` has no entry left,
+    2 when its fill is >= K; the first such event decides, else 0."""
+    keep = np.asarray(keep, bool).reshape(-1)
+    areas = np.bincount(_patch_of_pixel(h, w, p), minlength=keep.size)
+    stream = np.unpackbits(np.asarray(packed, np.uint8), bitorder="little")
+    pos = dropped = 0
+    for g in range(keep.size):
+        if keep[g]:
+            for _ in range(int(areas[g])):
+                if (pos + 1) * bits > stream.size:
+                    return 3
+                if int((stream[pos * bits:(pos + 1) * bits].astype(np.int64) << np.arange(bits)).sum()) >= n_colors:
+                    return 1
+                pos += 1
+        elif fills is not None:
+            if dropped >= len(fills):
+                return 4
+            if int(fills[dropped]) >= n_colors:
+                return 2
+            dropped += 1
+    return 0
