@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dcqformat import DCQFile, DCQWriter
-from dcqformat.errors import InvalidArgumentError
+from dcqformat.errors import InvalidArgumentError, PixelLimitError
 from dcqformat.torch import DCQDataset
 
 
@@ -68,3 +68,24 @@ def test_convert_scale_records_the_original_size(tmp_path: Path) -> None:
         assert (h, w) == (round(h0 / 2), round(w0 / 2)) and h0 == 32
     ds = DCQDataset(tmp_path / "h.dcq", size="original")
     assert tuple(ds[0][0].shape[1:]) == f.original_shape(0)[:2]
+
+
+def test_original_size_bomb_is_refused_at_construction(tmp_path: Path) -> None:
+    """A valid file whose 1x1 sample records an original size of 2**24 x 2**24 (spec §15
+    allows it): size="original" would resize it to 2**48 pixels. It is a PixelLimitError at
+    construction, naming the sample, under the file's max_pixels (the format's 2**28 without
+    one); before, the item read failed inside torch's allocator (a RuntimeError), and a
+    smaller bomb would have allocated tens of GB."""
+    path = tmp_path / "bomb.dcq"
+    with DCQWriter(path, bits=1, channels=1, classes=["a"]) as w:
+        w.set_palettes(np.array([[[0], [255]]], np.uint8))
+        w.add_sample(np.zeros((2, 2), np.uint8), 0, 0, original_size=(4, 4))
+        w.add_sample(np.zeros((1, 1), np.uint8), 0, 0, original_size=(1 << 24, 1 << 24))
+    DCQFile(path).verify()  # a valid file
+    with pytest.raises(PixelLimitError, match="sample 1 has the original size 16777216x16777216"):
+        DCQDataset(path, size="original")
+    with pytest.raises(PixelLimitError, match="limit of 268435456"):
+        DCQDataset(DCQFile(path, max_pixels=None), size="original")
+    with pytest.raises(PixelLimitError, match="limit of 15"):
+        DCQDataset(DCQFile(path, max_pixels=15), size="original")
+    assert DCQDataset(path)[1][0].shape == (1, 1, 1)  # stored size: nothing to guard

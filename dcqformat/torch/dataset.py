@@ -223,7 +223,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
         self._targets: list[int] | None = None
         self._packer = PackedSource(files, self._starts) if output == "packed" else None
         self.combine = check_combine(combine, output, self.fill_mode)
-        self.size, self.resize = check_size(size, resize, output, self.fill_mode, self.combine)
+        self.size, self.resize = check_size(size, resize, output, self.fill_mode, self.combine, files)
         self._plan: CanvasPlan | None = None
         self._epoch = torch.zeros(1, dtype=torch.int64)
         if self.combine > 1:
