@@ -54,6 +54,7 @@ class _Reader:
         self.pos = 0
 
     def take(self, n: int) -> bytes:
+        """The next ``n`` bytes; :class:`_Short` when fewer are left."""
         if self.pos + n > len(self.data):
             raise _Short
         part = self.data[self.pos:self.pos + n]
@@ -61,6 +62,7 @@ class _Reader:
         return part
 
     def integer(self, n: int) -> int:
+        """The next ``n`` bytes as a little-endian unsigned integer."""
         return int.from_bytes(self.take(n), "little")
 
 
