@@ -80,6 +80,7 @@ SAMPLES = st.one_of(damaged(built_frames()), damaged(real_frames()),
 @example([(b"\x28\0\0\0", 0)], b"", None)  # bytes 1-3 are not the magic: not a frame
 @example([(MAGIC + b"\x08", 0)], b"", None)  # 5 bytes, reserved bit: a bad header
 @example([(MAGIC + b"\x00", 0)], b"", None)  # 5 bytes, no content size declared
+@example([(MAGIC + b"\x24\x00\x01\x00\x00\x00\x00", 0)], b"", None)  # checksum cut short
 def test_frame_walk_matches_the_rfc_reference(samples: list[tuple[bytes, int]], lead: bytes,
                                               data: st.DataObject | None) -> None:
     buf, starts, lengths, expected = bytearray(lead), [], [], []

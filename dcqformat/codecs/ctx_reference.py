@@ -14,10 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dcqformat.codecs.ctx_rans import BAD_END, BAD_START, NO_FREQ, NO_ROW, OK, TRAILING, TRUNCATED
+
 STATE_LOW = 1 << 23
 
-__all__ = ["context_ref", "count_reference", "decode_reference", "encode_reference",
-           "from_rank_ref", "neighbours_ref", "to_rank_ref"]
+__all__ = ["context_ref", "count_reference", "decode_reference", "decode_status_reference",
+           "encode_reference", "encode_status_reference", "from_rank_ref", "neighbours_ref",
+           "to_rank_ref"]
 
 
 def neighbours_ref(m: Sequence[int], base: int, w: int, y: int, x: int) -> tuple[int, ...]:
@@ -148,3 +151,34 @@ def decode_reference(stream: bytes, rects: Sequence[tuple[int, int]], row_of: Se
     if pos != len(stream):
         raise ValueError("trailing bytes")
     return np.array(out, dtype=np.uint8)
+
+
+#: The kernels' status code of each refusal :func:`decode_reference` raises.
+_DECODE_STATUS = {"stream shorter than 4 bytes": BAD_START, "first state out of range": BAD_START,
+                  "context without a model row": NO_ROW, "truncated stream": TRUNCATED,
+                  "final state is not 2**23": BAD_END, "trailing bytes": TRAILING}
+
+
+def decode_status_reference(stream: bytes, rects: Sequence[tuple[int, int]], row_of: Sequence[int],
+                            model_base: int, freq: Sequence[Sequence[int]]) -> tuple[int, np.ndarray | None]:
+    """:func:`decode_reference` as the kernels report it: ``(OK, indices)``, or the status code
+    of the first rule of §14.5 the stream breaks and None."""
+    try:
+        return OK, decode_reference(stream, rects, row_of, model_base, freq)
+    except ValueError as exc:
+        return _DECODE_STATUS[str(exc)], None
+
+
+def encode_status_reference(values: np.ndarray, rects: Sequence[tuple[int, int]], row_of: Sequence[int],
+                            model_base: int, freq: Sequence[Sequence[int]]) -> int:
+    """Whether the model can code the map: the first pixel (in coding order) whose context has no
+    row is NO_ROW, whose rank symbol has frequency 0 is NO_FREQ; else OK."""
+    vals = [int(v) for v in np.asarray(values).reshape(-1)]
+    for base, w, y, x in _pixels(rects):
+        nb = neighbours_ref(vals, base, w, y, x)
+        row = row_of[model_base + context_ref(nb)]
+        if row < 0:
+            return NO_ROW
+        if freq[row][to_rank_ref(vals[base + y * w + x], nb)] == 0:
+            return NO_FREQ
+    return OK
