@@ -178,7 +178,11 @@ def test_argument_checks(converted: dict[str, Any], tmp_path: Path) -> None:
     for kwargs, msg in [({"bits": 9}, "bits"), ({"palette": "kmeans"}, "palette"),
                         ({"on_error": "ignore"}, "on_error"), ({"clusters": 0}, "clusters"),
                         ({"background": "puce"}, "background"),
-                        ({"payload_encoding": "lz4"}, "payload_encoding")]:
+                        ({"payload_encoding": "lz4"}, "payload_encoding"),
+                        # torch.set_num_threads takes any C int and libgomp aborts on 2**31 - 1;
+                        # 10**30 was an OverflowError's ValueError from torch
+                        ({"threads": 10**30}, r"threads must be in \[1, 1024\]"),
+                        ({"threads": 2**31 - 1}, "threads"), ({"threads": 1025}, "threads")]:
         with pytest.raises(InvalidArgumentError, match=msg):
             convert(src, tmp_path / "y.dcq", **{**FAST, **kwargs})
     assert tree_digest(src) == converted["before"]

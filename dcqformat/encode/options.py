@@ -29,6 +29,9 @@ __all__ = ["ConvertOptions", "OptionSpec", "SHARD_PARAMETERS", "PALETTE_MODES",
 PALETTE_MODES = ("cluster", "image", "global")
 PALETTE_CHOICES = ("cluster", "best")
 ON_ERROR = ("fail", "skip")
+#: Most torch CPU threads ``threads`` may ask for: torch.set_num_threads takes any C int, and
+#: libgomp then aborts the process allocating per-thread state (2**31 - 1: 464 GB).
+MAX_TORCH_THREADS = 1024
 
 Check = Callable[[str, Any], Any]
 
@@ -60,8 +63,8 @@ def _int(lo: int | None = None, hi: int | None = None) -> Check:
     return lambda name, v: check_int(v, name, minimum=lo, maximum=hi)
 
 
-def _opt_int(lo: int) -> Check:
-    return lambda name, v: None if v is None else check_int(v, name, minimum=lo)
+def _opt_int(lo: int, hi: int | None = None) -> Check:
+    return lambda name, v: None if v is None else check_int(v, name, minimum=lo, maximum=hi)
 
 
 def _float(lo: float, hi: float, lo_open: bool = False) -> Check:
@@ -205,7 +208,7 @@ class ConvertOptions:
     workers: int | None = _opt(None, check=_opt_int(0), record=False, flag="--workers",
                                cli={"type": int},
                                help="image-decoding threads (default min(4, CPUs))")
-    threads: int | None = _opt(None, check=_opt_int(1), record=False, flag="--threads",
+    threads: int | None = _opt(None, check=_opt_int(1, MAX_TORCH_THREADS), record=False, flag="--threads",
                                cli={"type": int},
                                help="torch CPU threads (default 1 on the CPU: small tensors, "
                                "output independent of the core count)")
