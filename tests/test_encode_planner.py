@@ -158,3 +158,19 @@ def test_an_overshooting_plan_is_retried_with_a_smaller_share() -> None:
     assert smaller is not None and smaller.plan.fraction == 0.81 and smaller.estimate == 0.5
     assert smaller.bytes * (110_000 / 90_000) + smaller.error <= 100_000
     assert _cut_share(cand, 400_000, 100_000) is None  # below a quarter of the images
+
+
+@pytest.mark.parametrize("flag,value", [("--plan-sample", "-1"), ("--plan-sample", "0"),
+                                        ("--plan-evaluate", "0"), ("--plan-evaluate", "-1")])
+def test_cli_plan_counts_below_one_are_refused(folder: Path, tmp_path: Path, flag: str, value: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--plan-sample -1 planned on one image per class and --plan-evaluate 0 estimated no
+    plan, both silently (exit 0); now an argument error before any work."""
+    from dcqformat.cli import main
+
+    rc = main(["convert", str(folder), str(tmp_path / "x.dcq"), "--budget", "60KB", "--plan-only",
+               flag, value, "--quiet", "--device", "cpu", "--threads", "1"])
+    assert rc == 2 and f"must be >= 1, got plan {flag[7:]}={value}" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(InvalidArgumentError, match="plan test"):
+        PlanSettings(test=0)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcqformat.checks import check_int
 from dcqformat.encode.images import LoadOptions, is_grey, to_channels
 from dcqformat.encode.model import TaskModel, train_proxy
 from dcqformat.encode.options import ConvertOptions
@@ -82,6 +83,13 @@ class PlanSettings:
     seeds: tuple[int, ...] = (0, 1)
     large_clusters: int = 64
     evaluate_all: bool = False  # score every plan of the grid (to validate the estimate)
+
+    def __post_init__(self) -> None:
+        # --plan-sample -1 ran on one image per class and --plan-evaluate 0 estimated no plan
+        for name in ("sample", "test", "evaluate", "epochs", "large_clusters"):
+            check_int(getattr(self, name), f"plan {name}", minimum=1)
+        if self.resolution is not None:
+            check_int(self.resolution, "plan resolution", minimum=1)
 
 
 @dataclass
