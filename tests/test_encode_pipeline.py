@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from dcqformat.encode.images import LoadOptions, load_image, to_channels
 from dcqformat.encode.pipeline import ConvertSummary, convert
 from dcqformat.encode.scan import scan_image_folder
 from dcqformat.encode.stages import write as write_stage
-from dcqformat.errors import InputImageError, InvalidArgumentError
+from dcqformat.errors import InputImageError, InvalidArgumentError, WriteError
 from dcqformat.format.reader import DCQFile
 
 FAST = {**QUICK, "threads": 1}
@@ -185,6 +186,10 @@ def test_argument_checks(converted: dict[str, Any], tmp_path: Path) -> None:
                         ({"threads": 2**31 - 1}, "threads"), ({"threads": 1025}, "threads")]:
         with pytest.raises(InvalidArgumentError, match=msg):
             convert(src, tmp_path / "y.dcq", **{**FAST, **kwargs})
+    fifo = tmp_path / "fifo.dcq"  # --force replaces a file, not a FIFO or /dev/null: up front
+    os.mkfifo(fifo)
+    with pytest.raises(WriteError, match="is a FIFO"):
+        convert(src, fifo, **{**FAST, "overwrite": True})
     assert tree_digest(src) == converted["before"]
 
 

@@ -167,3 +167,39 @@ def test_writer_overflowing_arguments_leave_it_consistent(tmp_path: Path, bad: d
         with DCQFile(target) as f:
             assert len(f) == 1
             f.verify()
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+def test_overwrite_replaces_only_files(tmp_path: Path, anonymous: bool) -> None:
+    """``overwrite=True`` / ``--force`` renames over the target name: it replaced whatever was
+    there, so as root ``convert SRC /dev/null --force`` put a .dcq file where the device was
+    (found by a CLI probe). A FIFO (or device, socket, folder) under the name is now a
+    WriteError, at construction and again at publish time (a FIFO made meanwhile)."""
+    from dcqformat.format.publish import TempFile, check_replaceable, move_into_place
+
+    fifo = tmp_path / "fifo.dcq"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteError, match="fifo.dcq' exists and is a FIFO"):
+        new_writer(fifo, overwrite=True)
+    late = tmp_path / "late.dcq"
+    w = new_writer(late, overwrite=True)
+    w.set_palettes(np.zeros((1, 4, 3), np.uint8))
+    w.add_sample(np.zeros((2, 2), np.uint8), 0, 0)
+    os.mkfifo(late)
+    with pytest.raises(WriteError, match="late.dcq' exists and is a FIFO"):
+        w.close()
+    tmp = TempFile(fifo, anonymous=anonymous)
+    with pytest.raises(WriteError, match="FIFO"):
+        tmp.publish(overwrite=True)
+    tmp.discard()
+    other = tmp_path / "other"
+    other.write_bytes(b"x")
+    with pytest.raises(WriteError, match="FIFO"):
+        move_into_place(other, fifo, overwrite=True)
+    with pytest.raises(WriteError, match="is a folder"):
+        check_replaceable(tmp_path)
+    assert all(os.path.exists(p) and not os.path.isfile(p) for p in (fifo, late))
+    assert listing(tmp_path) == ["fifo.dcq", "late.dcq", "other"]
+    link = tmp_path / "link.dcq"  # a symbolic link is replaced itself, never its target
+    os.symlink(fifo, link)
+    check_replaceable(link)

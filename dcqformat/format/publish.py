@@ -12,7 +12,10 @@ name only when it is complete (:meth:`TempFile.publish`):
   (:func:`remove_stale`). Publishing without replacing links it to the target (``link`` fails if
   the target exists), else uses ``renameat2(RENAME_NOREPLACE)``, else checks and renames.
 - Replacing (``overwrite=True``) is a rename over the target: readers of the old file keep
-  reading it, new readers see the new one, never a mixture.
+  reading it, new readers see the new one, never a mixture. Only a regular file or a symbolic
+  link (the link itself) is replaced: a device, FIFO, socket or folder under the target name
+  is a WriteError (:func:`check_replaceable`; a rename would put a file where ``/dev/null``
+  was).
 
 Files get the mode any tool would give them, ``0o666 & ~umask`` (the kernel applies the umask
 to ``open``'s mode; ``mkstemp`` used to make every output 0600).
@@ -27,6 +30,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 from pathlib import Path
 
 from dcqformat.errors import WriteError
@@ -38,6 +42,25 @@ _HOST = socket.gethostname().replace("-", "_").replace("/", "_")[:32] or "host"
 def temp_name(target: Path) -> str:
     """A fresh temporary name beside ``target`` that :func:`remove_stale` recognises."""
     return f".{target.name}{_TAG}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def check_replaceable(target: Path) -> None:
+    """WriteError when ``target`` exists as something an output must not replace: anything but
+    a regular file or a symbolic link (a device such as ``/dev/null``, a FIFO, a socket, a
+    folder). Nothing under the name is fine."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise publish_error(target, exc) from None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a character device" if stat.S_ISCHR(mode) else
+            "a block device" if stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise WriteError(f"output {str(target)!r} exists and is {kind}; overwrite / --force replaces "
+                     "only a file")
 
 
 def _anonymous_ok() -> bool:
@@ -132,9 +155,12 @@ class TempFile:
 
     def publish(self, overwrite: bool) -> None:
         """Give the finished file the target name: replace an existing target only when
-        ``overwrite``; FileExistsError otherwise. Consumes the temporary file."""
+        ``overwrite`` (and only a file: :func:`check_replaceable`); FileExistsError otherwise.
+        Consumes the temporary file."""
         self.sync()
         target = self.target
+        if overwrite:
+            check_replaceable(target)
         dir_fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         try:
             if self.anonymous:
@@ -170,9 +196,11 @@ class TempFile:
 
 def move_into_place(src: Path, dst: Path, overwrite: bool) -> None:
     """Give the finished file ``src`` (in ``dst``'s folder) the name ``dst``: a rename over it
-    with ``overwrite``, else only if ``dst`` does not exist (WriteError otherwise)."""
+    with ``overwrite`` (a file only, :func:`check_replaceable`), else only if ``dst`` does not
+    exist (WriteError otherwise)."""
     try:
         if overwrite:
+            check_replaceable(dst)
             os.replace(src, dst)
         else:
             _rename_noreplace(src, dst)

@@ -34,7 +34,7 @@ from dcqformat.format import layout as L
 from dcqformat.format.masks import FEATURE, MaskWriter
 from dcqformat.format.original_sizes import MINOR_VERSION as ORIGINAL_SIZES_MINOR
 from dcqformat.format.original_sizes import OriginalSizeWriter
-from dcqformat.format.publish import TempFile, publish_error, remove_stale
+from dcqformat.format.publish import TempFile, check_replaceable, publish_error, remove_stale
 from dcqformat.format.spool import PayloadSpool
 from dcqformat.format.write_checks import (
     check_class_names,
@@ -126,6 +126,7 @@ class DCQWriter:
         if not self.overwrite and os.path.lexists(self.path):
             raise InvalidArgumentError(
                 f"output {str(self.path)!r} exists (pass overwrite=True / --force to replace it)")
+        check_replaceable(self.path)  # no file where /dev/null was, before any work
         remove_stale(self.path.parent, self.path.name)  # what killed writers left, if any
         self.bits = int(bits)
         self.channels = int(channels)

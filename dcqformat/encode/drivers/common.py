@@ -22,6 +22,7 @@ from dcqformat.encode.stages.proxy import NO_MODEL, ready, train_proxy_on_sample
 from dcqformat.encode.stages.write import WriteStats
 from dcqformat.encode.summary import ConvertSummary
 from dcqformat.errors import InputImageError, InvalidArgumentError
+from dcqformat.format.publish import check_replaceable
 
 __all__ = ["Prepared", "prepare", "running", "model_for", "summarise", "STAGES"]
 
@@ -70,6 +71,7 @@ def prepare(src: Any, dst: Any, opts: ConvertOptions) -> Prepared:
                                        f"{str(src)!r}; dcqformat never writes into the source")
     if dst_path.exists() and not opts.overwrite:
         raise InvalidArgumentError(f"output {str(dst_path)!r} exists (pass overwrite=True / --force)")
+    check_replaceable(dst_path)  # --force replaces a file, never /dev/null or a FIFO
     return Prepared(opts, dst_path, sel, dropper)
 
 
