@@ -183,7 +183,9 @@ def test_argument_checks(converted: dict[str, Any], tmp_path: Path) -> None:
                         # torch.set_num_threads takes any C int and libgomp aborts on 2**31 - 1;
                         # 10**30 was an OverflowError's ValueError from torch
                         ({"threads": 10**30}, r"threads must be in \[1, 1024\]"),
-                        ({"threads": 2**31 - 1}, "threads"), ({"threads": 1025}, "threads")]:
+                        ({"threads": 2**31 - 1}, "threads"), ({"threads": 1025}, "threads"),
+                        # torch.manual_seed takes at most 2**64 - 1 (ValueError beyond)
+                        ({"seed": 2**64}, r"seed must be in \[0, 18446744073709551615\]")]:
         with pytest.raises(InvalidArgumentError, match=msg):
             convert(src, tmp_path / "y.dcq", **{**FAST, **kwargs})
     fifo = tmp_path / "fifo.dcq"  # --force replaces a file, not a FIFO or /dev/null: up front

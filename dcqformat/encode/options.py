@@ -142,7 +142,7 @@ class ConvertOptions:
     refine_crop: int = _opt(64, check=_int(3), shard=True, help="refinement crop side (px)")
     max_points_per_image: int = _opt(4096, check=_int(1), shard=True,
                                      help="pixels sampled per per-image palette k-means")
-    seed: int = _opt(0, check=_int(0), shard=True, flag="--seed", cli={"type": int},
+    seed: int = _opt(0, check=_int(0, 2**64 - 1), shard=True, flag="--seed", cli={"type": int},
                      help="seed for every random choice (default 0)")
     # -- the task model ---------------------------------------------------------------------
     model: Any = _opt("proxy", record=False,
