@@ -192,6 +192,12 @@ def test_argument_checks(converted: dict[str, Any], tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(WriteError, match="is a FIFO"):
         convert(src, fifo, **{**FAST, "overwrite": True})
+    loop = tmp_path / "loop.dcq"  # was a RuntimeError from Path.resolve (the inside-SRC check)
+    os.symlink(loop, loop)
+    with pytest.raises(InvalidArgumentError, match="loop.dcq' exists"):
+        convert(src, loop, **FAST)
+    convert(src, loop, **{**FAST, "overwrite": True})  # replaces the link itself, like mv
+    assert not os.path.islink(loop) and len(DCQFile(loop)) == len(DCQFile(converted["out"]))
     assert tree_digest(src) == converted["before"]
 
 

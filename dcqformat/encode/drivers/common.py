@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,10 +67,11 @@ def prepare(src: Any, dst: Any, opts: ConvertOptions) -> Prepared:
     dropper = None if spec is None else PatchDropper(spec, opts.patch_size)
     dst_path = Path(dst)
     if isinstance(src, (str, Path)) and Path(src).is_dir():
-        if _is_within(dst_path.resolve(), Path(src).resolve()):
+        # realpath: Path.resolve raises RuntimeError (OSError on 3.13) on a symlink loop
+        if _is_within(Path(os.path.realpath(dst_path)), Path(os.path.realpath(src))):
             raise InvalidArgumentError(f"output {str(dst_path)!r} lies inside the source folder "
                                        f"{str(src)!r}; dcqformat never writes into the source")
-    if dst_path.exists() and not opts.overwrite:
+    if os.path.lexists(dst_path) and not opts.overwrite:  # a dangling link too, as the writer
         raise InvalidArgumentError(f"output {str(dst_path)!r} exists (pass overwrite=True / --force)")
     check_replaceable(dst_path)  # --force replaces a file, never /dev/null or a FIFO
     return Prepared(opts, dst_path, sel, dropper)
