@@ -188,6 +188,9 @@ def test_argument_checks(converted: dict[str, Any], tmp_path: Path) -> None:
                         ({"seed": 2**64}, r"seed must be in \[0, 18446744073709551615\]")]:
         with pytest.raises(InvalidArgumentError, match=msg):
             convert(src, tmp_path / "y.dcq", **{**FAST, **kwargs})
+    for a, b, name in (("", tmp_path / "y.dcq", "src"), (src, "", "dst")):  # was "output '.' exists"
+        with pytest.raises(InvalidArgumentError, match=f"{name} must be a non-empty text path"):
+            convert(a, b, **FAST)
     fifo = tmp_path / "fifo.dcq"  # --force replaces a file, not a FIFO or /dev/null: up front
     os.mkfifo(fifo)
     with pytest.raises(WriteError, match="is a FIFO"):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcqformat.checks import check_path
 from dcqformat.encode.model import TaskModel, deterministic
 from dcqformat.encode.model_files import resolve_task_model
 from dcqformat.encode.options import ConvertOptions
@@ -65,7 +66,9 @@ def prepare(src: Any, dst: Any, opts: ConvertOptions) -> Prepared:
         raise InvalidArgumentError(f"patch_size={opts.patch_size!r} needs patch_drop "
                                    "('fixed:THETA' or 'spd')")
     dropper = None if spec is None else PatchDropper(spec, opts.patch_size)
-    dst_path = Path(dst)
+    dst_path = check_path(dst, "dst")  # '' was Path('.'): "output '.' exists"
+    if isinstance(src, (str, os.PathLike)):
+        check_path(src, "src")
     if isinstance(src, (str, Path)) and Path(src).is_dir():
         # realpath: Path.resolve raises RuntimeError (OSError on 3.13) on a symlink loop
         if _is_within(Path(os.path.realpath(dst_path)), Path(os.path.realpath(src))):
