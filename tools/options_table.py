@@ -11,18 +11,29 @@ import argparse
 import sys
 from pathlib import Path
 
+from dcqformat.cli import build_parser
 from dcqformat.encode.options import option_specs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "method.md"
 BEGIN, END = "<!-- options-table -->", "<!-- /options-table -->"
 
 
+def convert_flags() -> dict[str, str]:
+    """``dcqformat convert``'s flags by destination, as its real parser has them (some, such as
+    ``--model``, are added by the command rather than by the option's spec)."""
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    convert = commands.choices["convert"]  # type: ignore[index]
+    return {a.dest: a.option_strings[-1] for a in convert._actions if a.option_strings}
+
+
 def table() -> str:
     """The markdown table: option, CLI flag, default, shard, description."""
     rows = ["| option | flag | default | shards agree | what it does |", "|---|---|---|---|---|"]
+    flags = convert_flags()
     for name, default, spec in option_specs():
         d = "white" if name == "background" else repr(default)
-        flag = f"`{spec.flag}`" if spec.flag else "(Python only)"
+        cli_flag = spec.flag or flags.get(name)
+        flag = f"`{cli_flag}`" if cli_flag else "(Python only)"
         text = spec.help.replace("%%", "%").replace("|", "\\|")
         rows.append(f"| `{name}` | {flag} | `{d}` | {'yes' if spec.shard else ''} | {text} |")
     return "\n".join(rows)
