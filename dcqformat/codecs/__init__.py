@@ -1,8 +1,11 @@
-"""Numba codecs of dcqformat: bit packing, palette decode, patch masks.
+"""Numba codecs of dcqformat: bit packing, palette decode, patch masks, the ctx coder.
 
 Every public function validates its arguments in Python and then calls an ``@njit`` kernel
 (``cache=True, nogil=True``); the kernels do no bounds checks. Each kernel has a pure-NumPy
-counterpart in :mod:`dcqformat.codecs.reference`, and property tests check that they agree.
+counterpart in :mod:`dcqformat.codecs.reference` (the ctx coder's in
+:mod:`dcqformat.codecs.ctx_reference`, the zstd frame walk's in
+:mod:`dcqformat.codecs.zstd_reference`), and Hypothesis property tests check that they agree;
+``tests/test_kernel_references.py`` fails for a kernel that has no registered reference and test.
 
 Debugging: set the environment variable ``NUMBA_DISABLE_JIT=1`` *before* importing dcqformat to
 turn Numba compilation off; every kernel then runs as plain Python (slowly, but with Python's
