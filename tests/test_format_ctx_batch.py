@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcqformat import DCQFile, DCQWriter
-from dcqformat.codecs.zstd_frames import check_frames, frame_status_ref
+from dcqformat.codecs.zstd_frames import check_frames
+from dcqformat.codecs.zstd_reference import frame_walk_ref
 from dcqformat.errors import DcqError, PayloadError
 
 
@@ -96,7 +97,7 @@ def test_batches_of_any_size(files: dict[str, bytes], tmp_path: Path, name: str)
 def test_frame_walk_kernel_matches_reference(frame: bytes, expected: int) -> None:
     data = np.frombuffer(frame, np.uint8)
     b, status = check_frames(data, np.zeros(1, np.int64), np.array([len(frame)]), np.array([expected]))
-    assert (status if b >= 0 else 0) == frame_status_ref(frame, expected)
+    assert (status if b >= 0 else 0) == frame_walk_ref(frame, expected)
 
 
 def test_frame_walk_accepts_real_frames_only_whole() -> None:
@@ -105,10 +106,10 @@ def test_frame_walk_accepts_real_frames_only_whole() -> None:
         for checksum in (False, True):
             fr = zstandard.ZstdCompressor(level=level, write_content_size=True,
                                           write_checksum=checksum).compress(content)
-            assert frame_status_ref(fr, len(content)) == 0
-            assert frame_status_ref(fr + b"\0", len(content)) != 0
-            assert frame_status_ref(fr[:-1], len(content)) != 0
-            assert frame_status_ref(fr, len(content) + 1) != 0
+            assert frame_walk_ref(fr, len(content)) == 0
+            assert frame_walk_ref(fr + b"\0", len(content)) != 0
+            assert frame_walk_ref(fr[:-1], len(content)) != 0
+            assert frame_walk_ref(fr, len(content) + 1) != 0
 
 
 def test_crc_checked_batches(files: dict[str, bytes], tmp_path: Path) -> None:

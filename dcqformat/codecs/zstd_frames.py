@@ -10,7 +10,7 @@ sample's range, and every loop advances by at least 3 bytes, so it ends.
 Status codes: ``FRAME_OK`` = 0, ``NOT_A_FRAME`` (no frame magic), ``BAD_HEADER`` (reserved bit
 set, or a dictionary id: v1 uses none), ``NO_CONTENT_SIZE``, ``WRONG_CONTENT_SIZE``,
 ``FRAME_TRUNCATED``, ``RESERVED_BLOCK`` (block type 3), ``FRAME_TRAILING`` (bytes after the
-frame). :func:`frame_status_ref` is the plain-Python reference.
+frame). :func:`dcqformat.codecs.zstd_reference.frame_walk_ref` is the plain-Python reference.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FRAME_STATUS_TEXT = {
     FRAME_TRAILING: "bytes follow the zstd frame (the stored bytes must be exactly one frame)",
 }
 
-__all__ = ["FRAME_OK", "FRAME_STATUS_TEXT", "check_frames", "frame_status", "frame_status_ref"]
+__all__ = ["FRAME_OK", "FRAME_STATUS_TEXT", "check_frames", "frame_status"]
 
 
 @njit(cache=True, nogil=True)
@@ -108,41 +108,3 @@ def check_frames(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     status = np.empty(s.size, np.int8)
     first = _frames_kernel(data, s, n, e, status)
     return (-1, FRAME_OK) if first < 0 else (int(first), int(status[first]))
-
-
-def frame_status_ref(frame: bytes, expected: int) -> int:
-    """Plain-Python reference of the frame walk (one sample's stored bytes)."""
-    if len(frame) < 4 or frame[:4] != b"\x28\xb5\x2f\xfd":
-        return NOT_A_FRAME
-    if len(frame) < 5:
-        return FRAME_TRUNCATED
-    fhd = frame[4]
-    if fhd & 0x0B:
-        return BAD_HEADER
-    single, fcs_flag = (fhd >> 5) & 1, fhd >> 6
-    pos = 6 - single
-    fcs_size = (1 if single else 0, 2, 4, 8)[fcs_flag]
-    if fcs_size == 0:
-        return NO_CONTENT_SIZE
-    if pos + fcs_size > len(frame):
-        return FRAME_TRUNCATED
-    size = int.from_bytes(frame[pos:pos + fcs_size], "little") + (256 if fcs_size == 2 else 0)
-    if size != expected:
-        return WRONG_CONTENT_SIZE
-    pos += fcs_size
-    last = False
-    while not last:
-        if pos + 3 > len(frame):
-            return FRAME_TRUNCATED
-        head = int.from_bytes(frame[pos:pos + 3], "little")
-        pos += 3
-        last, kind = bool(head & 1), (head >> 1) & 3
-        if kind == 3:
-            return RESERVED_BLOCK
-        pos += 1 if kind == 1 else head >> 3
-        if pos > len(frame):
-            return FRAME_TRUNCATED
-    pos += 4 if (fhd >> 2) & 1 else 0
-    if pos > len(frame):
-        return FRAME_TRUNCATED
-    return FRAME_OK if pos == len(frame) else FRAME_TRAILING
