@@ -12,7 +12,6 @@ Every offset, length, cluster id and label is checked before any Numba kernel se
 from __future__ import annotations
 
 import json
-import operator
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -326,6 +325,7 @@ class DCQFile(MappedPayload):
     def fill_cache(self, batch: int = 4096) -> DCQFile:
         """:meth:`enable_cache` and decode every sample into it now, ``batch`` at a time (do it
         before forking DataLoader workers: they then share the filled cache)."""
+        batch = check_int(batch, "batch", minimum=1)  # range() step: 0 was a ValueError
         if self._codec.enable_cache() is not None:
             for start in range(0, len(self), batch):
                 self.packed_batch(np.arange(start, min(start + batch, len(self))))
@@ -378,19 +378,7 @@ class DCQFile(MappedPayload):
 
     def _indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Sample indices as validated int64 (negative ones counted from the end)."""
-        n = self._meta.num_samples
-        if isinstance(indices, np.ndarray) and indices.dtype.kind in "iu" and indices.ndim == 1:
-            idx = indices.astype(np.int64)
-            if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
-                bad = int(idx[(idx < -n) | (idx >= n)][0])
-                raise IndexError(f"sample index {bad} out of range for {n} samples in {self.path}")
-            return np.where(idx < 0, idx + n, idx)
-        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
-            raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
-                                       f"{type(indices).__name__}")
-        if isinstance(indices, np.ndarray):
-            indices = indices.reshape(-1).tolist()
-        return np.array([self._index(i) for i in indices], dtype=np.int64)
+        return batch_threads.sample_indices(indices, self._meta.num_samples, str(self.path))
 
     def _batch_payload(self, idx: np.ndarray) -> np.ndarray:
         """The payload view, after the per-sample CRC-32 checks of ``idx`` if ``check_crc``."""
@@ -458,16 +446,7 @@ class DCQFile(MappedPayload):
         return self.payload_view()[start:start + int(self._lengths[i])]
 
     def _index(self, i: int) -> int:
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise InvalidArgumentError(f"sample index must be an integer, got {type(i).__name__}") from None
-        n = self._meta.num_samples
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"sample index {i} out of range for {n} samples in {self.path}")
-        return i
+        return batch_threads.sample_index(i, self._meta.num_samples, str(self.path))
 
     # -- reports ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -43,7 +43,6 @@ process, so the dataset pickles into fork and spawn workers alike.
 from __future__ import annotations
 
 import bisect
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,6 +52,7 @@ from torch.utils.data import Dataset, default_collate
 
 from dcqformat.checks import check_int
 from dcqformat.errors import InvalidArgumentError
+from dcqformat.format.batch_threads import sample_index, sample_indices
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
@@ -295,17 +295,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     # -- index arithmetic ------------------------------------------------------------------
     def _check_index(self, index: Any, n: int | None = None) -> int:
-        try:
-            i = operator.index(index)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"sample index must be an integer, got {type(index).__name__}") from None
-        n = len(self) if n is None else n
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"sample index {index} out of range for {n} samples")
-        return i
+        return sample_index(index, len(self) if n is None else n, "this dataset")
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, sample index inside that shard) of sample position ``index``."""
@@ -460,18 +450,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     def _positions_of(self, indices: Sequence[int]) -> np.ndarray:
         """``indices`` as checked dataset positions, int64 (negative ones from the end)."""
-        n = len(self)
-        try:
-            idx = np.array(indices, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            raise InvalidArgumentError("indices must be a sequence of integers") from None
-        if idx.size == 0:
-            return idx
-        idx = np.where(idx < 0, idx + n, idx)
-        if idx.min() < 0 or idx.max() >= n:
-            bad = int(idx[(idx < 0) | (idx >= n)][0])
-            raise IndexError(f"sample index {bad} out of range for {n} samples")
-        return idx
+        return sample_indices(indices, len(self), "this dataset")
 
     def pack(self, indices: Sequence[int]) -> PackedBatch:
         """The :class:`PackedBatch` of samples ``indices`` (``output="packed"`` only): their
