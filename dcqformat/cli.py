@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -165,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     SIGTERM takes the path of Ctrl-C (a :class:`~dcqformat.errors.Terminated`, which is a
     ``KeyboardInterrupt``): writers discard their temporary files and nothing appears under an
-    output name. Exit status 2 for a DcqError, 130 for Ctrl-C, 143 for SIGTERM."""
+    output name. Exit status 2 for a DcqError, 130 for Ctrl-C, 143 for SIGTERM, 141 when the
+    reader of standard output went away (``dcqformat info x.dcq | head``), without a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = None
@@ -180,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         why = "terminated" if isinstance(exc, Terminated) else "interrupted"
         print(f"dcqformat {args.command}: {why}; no output was written", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    except BrokenPipeError:
+        # Python's own advice: point stdout at /dev/null so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

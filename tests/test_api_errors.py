@@ -122,3 +122,21 @@ def test_command_line(argv: list[str], tmp_path: Path, monkeypatch: pytest.Monke
         pytest.fail(f"bare {type(exc).__name__} escaped from the command line {argv!r}: {exc}")
     else:
         assert rc in (0, 2)
+
+
+def test_closed_standard_output_ends_quietly() -> None:
+    """``dcqformat info x.dcq | head -1``: the reader of stdout goes away; the command exits 141
+    (as a shell tool killed by SIGPIPE) without a traceback."""
+    import subprocess
+    import sys
+
+    vector = Path(__file__).resolve().parents[1] / "spec" / "vectors" / "valid" / "q1_grey_ctx.dcq"
+    code = ("import sys; from dcqformat.cli import main; sys.stdout = open(1, 'w', buffering=1, "
+            "closefd=False); sys.exit(main(['info', sys.argv[1]]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(vector)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # nobody reads: the first line written meets a broken pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err
