@@ -381,6 +381,10 @@ def test_index_ge_k_with_correct_checksums(tmp_path: Path, bits: int, encoding: 
                          lambda: f.decode_into(1, np.empty((3, 3, 3), np.uint8)), f.verify):
                 with pytest.raises(PayloadError, match="index"):
                     call()
+            # the storage report fits a ctx model to the maps: it said "index 7 >= K = 7"
+            # (an InvalidArgumentError naming neither file nor sample)
+            with pytest.raises(PayloadError, match=f"sample 1 holds a palette index {k - 1} >= palette_size"):
+                f.info()
 
 
 # -- once bugs: resource exhaustion, data outside the file, trailing zstd bytes, writer state --

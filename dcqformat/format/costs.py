@@ -15,6 +15,7 @@ import numpy as np
 import zstandard
 
 from dcqformat.codecs.bitpack import unpack_indices
+from dcqformat.errors import PayloadError
 from dcqformat.format import ctx as C
 from dcqformat.format import layout as L
 from dcqformat.format.ctx_writer import CtxFitter, model_storage_bytes
@@ -52,6 +53,9 @@ def encoding_costs(f: DCQFile, max_samples: int = 20000, seed: int = 0) -> dict[
             zstd_bytes += len(cctx.compress(packed.tobytes()))
         if m.payload_encoding != C.ENCODING:
             values = unpack_indices(packed, f.stored_pixels(i), m.bits)
+            if values.size and int(values.max()) >= m.palette_size:  # packed() checks no index
+                raise PayloadError(f"{f.path}: sample {i} holds a palette index "
+                                   f"{int(values.max())} >= palette_size {m.palette_size}")
             fitter.add(values, _rects(f, i), int(m.cluster[i]))
     costs["zstd"] = m.payload_size if m.payload_encoding == "zstd" else int(round(zstd_bytes * scale))
     if m.payload_encoding == C.ENCODING:
