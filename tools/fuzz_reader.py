@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -133,6 +134,8 @@ def exercise(path: Path, check_crc: bool) -> None:
     with DCQFile(path, check_crc=check_crc) as f:
         for i in range(len(f)):
             f[i]
+        if "out" in inspect.signature(f.decode_batch).parameters:  # (older checkouts)
+            exercise_more(f)
         if len(f):
             f.decode_batch(range(len(f)))
             if "threads" in inspect.signature(f.decode_batch).parameters:  # (older checkouts)
@@ -142,6 +145,32 @@ def exercise(path: Path, check_crc: bool) -> None:
                 f.decode_batch(list(range(len(f)))[::-1], layout="hwc")
         f.info()
         f.verify()
+
+
+def exercise_more(f: Any) -> None:
+    """The paths added with format 1.2 / 1.3 and the decoded-map cache: index maps, packed
+    maps, a caller's palette of K - 1 and K + 1 colours, decode_batch(out=) of the samples of
+    the first one's shape, and the same batches again through a filled cache."""
+    import numpy as np
+
+    from dcqformat.errors import DcqError
+
+    for i in range(len(f)):
+        f.index_map(i), f.packed(i), f.original_shape(i)
+        h, w, c = f.shape(i)
+        for k in (max(1, f.palette_size - 1), f.palette_size + 1):
+            try:
+                f.decode_into(i, np.empty((c, h, w), np.uint8), layout="chw",
+                              palette=np.full((k, c), 7, np.uint8))
+            except DcqError:
+                pass
+    if len(f):
+        same = [i for i in range(len(f)) if f.shape(i) == f.shape(0)][::-1]
+        h, w, c = f.shape(0)
+        for _ in range(2):
+            f.decode_batch(same, "hwc", threads=2, out=np.empty((len(same), h, w, c), np.uint8))
+            f.decode_batch(same, "chw", threads=1, out=np.empty((len(same), c, h, w), np.uint8))
+            f.fill_cache(batch=3)
 
 
 def peak_rss_kib() -> int:
