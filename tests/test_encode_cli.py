@@ -103,3 +103,20 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (tmp_path / "digits_q2_preview.png").stat().st_size > 1000
     assert "1797" in out and "preview" in out
     print(f"demo took {seconds:.1f}s")
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--shallow-layer", "stage2"], "--shallow-layer applies to a model loaded with --model FILE"),
+    (["--last-layer", "x"], "--last-layer applies to a model loaded with --model FILE"),
+    (["--model-input-size", "32"], "--model-input-size applies to a model loaded"),
+    (["--plan-sample", "100"], "--plan-sample needs --budget SIZE"),
+    (["--plan-evaluate", "3"], "--plan-evaluate needs --budget SIZE"),
+])
+def test_flags_that_would_be_ignored_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 extra: list[str], says: str) -> None:
+    """A flag that does nothing in this combination is an argument error before any work."""
+    src = make_folder(tmp_path / "src", per_class=2)
+    out = tmp_path / "o.dcq"
+    assert _main(["convert", str(src), str(out), "--quiet", *extra]) == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()

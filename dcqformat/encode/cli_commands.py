@@ -77,10 +77,11 @@ def options_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from dcqformat.encode.model_files import load_model
 
+    _refuse_unused_flags(args)
     model: Any = args.model
     if model != "proxy":
-        model = load_model(args.model, shallow=args.shallow_layer, last=args.last_layer,
-                           input_size=args.model_input_size)
+        model = load_model(args.model, shallow=args.shallow_layer or "stage1",
+                           last=args.last_layer or "last_block", input_size=args.model_input_size)
     if args.budget is not None or args.plan_only:
         return _convert_budget(args, model)
     summary = _convert_runner(args)(args.src, args.dst, model=model, **options_from_args(args))
@@ -91,6 +92,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     else:
         print(summary.format())
     return 0
+
+
+def _refuse_unused_flags(args: argparse.Namespace) -> None:
+    """An InvalidArgumentError for a flag that would be silently ignored: the model's layer and
+    input-size flags without a loaded ``--model FILE``, the planner's flags without ``--budget``."""
+    if args.model == "proxy":
+        for flag, value in (("--shallow-layer", args.shallow_layer), ("--last-layer", args.last_layer),
+                            ("--model-input-size", args.model_input_size)):
+            if value is not None:
+                raise InvalidArgumentError(f"{flag} applies to a model loaded with --model FILE; "
+                                           "the proxy model has its own layers and input size")
+    if args.budget is None:
+        for flag, value in (("--plan-sample", args.plan_sample), ("--plan-evaluate", args.plan_evaluate)):
+            if value is not None:
+                raise InvalidArgumentError(f"{flag} needs --budget SIZE")
 
 
 def _convert_budget(args: argparse.Namespace, model: Any) -> int:
@@ -104,7 +120,8 @@ def _convert_budget(args: argparse.Namespace, model: Any) -> int:
         raise InvalidArgumentError("--budget plans one conversion; it does not combine with "
                                    "--fit-only, --state, --shard or torchrun")
     opts = options_from_args(args)
-    settings = PlanSettings(sample=args.plan_sample, evaluate=args.plan_evaluate)
+    given = {"sample": args.plan_sample, "evaluate": args.plan_evaluate}
+    settings = PlanSettings(**{k: v for k, v in given.items() if v is not None})
     res = convert_within_budget(args.src, args.dst, args.budget, plan_only=args.plan_only,
                                 settings=settings, model=model, **opts)
     print(res.report.table())
@@ -171,8 +188,8 @@ def register(subparsers: Any) -> None:
                    help="'proxy' (train a small CNN on the data, default) or a model file: a "
                    "ProxyNet checkpoint, a torch.export .pt2, or TorchScript returning "
                    "(logits, shallow_map, last_map)")
-    p.add_argument("--shallow-layer", default="stage1", help="submodule giving clustering features (default stage1)")
-    p.add_argument("--last-layer", default="last_block", help="last conv block for Grad-CAM++ (default last_block)")
+    p.add_argument("--shallow-layer", default=None, help="submodule giving clustering features (default stage1)")
+    p.add_argument("--last-layer", default=None, help="last conv block for Grad-CAM++ (default last_block)")
     p.add_argument("--model-input-size", type=_size, default=None, metavar="N|HxW",
                    help="resize images to this for a loaded model (default: from the file, else 32)")
     p.add_argument("--fit-only", action="store_true",
@@ -190,9 +207,9 @@ def register(subparsers: Any) -> None:
                    "the whole file counts; docs/budget.md)")
     p.add_argument("--plan-only", action="store_true",
                    help="with --budget: print the plans, their bytes and estimates; write nothing")
-    p.add_argument("--plan-sample", type=int, default=400, metavar="N",
+    p.add_argument("--plan-sample", type=int, default=None, metavar="N",
                    help="with --budget: images the plans are measured and estimated on (default 400)")
-    p.add_argument("--plan-evaluate", type=int, default=12, metavar="K",
+    p.add_argument("--plan-evaluate", type=int, default=None, metavar="K",
                    help="with --budget: plans that get the training-value estimate (default 12)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_convert)
