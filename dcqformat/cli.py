@@ -43,7 +43,7 @@ class _Progress:
 
 def _max_pixels(value: str) -> int | None:
     """``--max-pixels``: a positive pixel count, or 0 / none for no limit."""
-    if value.lower() in ("0", "none"):
+    if value.strip().lower() == "none":
         return None
     try:
         n = int(value)
@@ -51,7 +51,7 @@ def _max_pixels(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a pixel count or 0, got {value!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a pixel count or 0, got {value!r}")
-    return n
+    return None if n == 0 else n  # '00' and '-0' are 0 too: no limit
 
 
 def _open(args: argparse.Namespace) -> DCQFile:

@@ -140,3 +140,13 @@ def test_closed_standard_output_ends_quietly() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, limit", [("0", None), ("00", None), ("-0", None), ("none", None),
+                                         ("NONE", None), ("7", 7)])
+def test_max_pixels_flag_spellings(text: str, limit: int | None) -> None:
+    """``--max-pixels`` 0 in any spelling (``00``, ``-0``) or ``none`` is no limit."""
+    from dcqformat.cli import build_parser
+
+    args = build_parser().parse_args(["info", "x.dcq", "--max-pixels", text])
+    assert args.max_pixels == limit
