@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dcqformat.errors import InvalidArgumentError
 
 __all__ = ["describe", "check_int", "check_float", "check_ratio", "check_nonnegative_float",
-           "check_choice", "check_path"]
+           "check_choice", "check_path", "check_sample_index", "check_sample_indices"]
 
 
 def describe(value: Any) -> str:
@@ -97,3 +100,52 @@ def check_path(value: Any, name: str) -> Path:
     if not isinstance(text, str) or "\0" in text or not text:
         raise InvalidArgumentError(f"{name} must be a non-empty text path without NUL bytes, got {describe(text)}")
     return Path(text)
+
+
+def check_sample_index(i: Any, n: int, where: str) -> int:
+    """Sample index ``i`` of the file ``where`` of ``n`` samples as an int in [0, n) (negative
+    ones counted from the end): InvalidArgumentError for a non-integer or a bool (True is no
+    sample number), IndexError out of range."""
+    if isinstance(i, bool):
+        raise InvalidArgumentError(f"sample index must be an integer, got the bool {i!r}")
+    try:
+        j = operator.index(i)
+    except TypeError:
+        raise InvalidArgumentError(f"sample index must be an integer, got {type(i).__name__}") from None
+    if j < 0:
+        j += n
+    if not 0 <= j < n:
+        raise IndexError(f"sample index {j} out of range for {n} samples in {where}")
+    return j
+
+
+def check_sample_indices(indices: Any, n: int, where: str) -> np.ndarray:
+    """Many :func:`check_sample_index` at once, as int64 [B]: a 1-D integer array (checked before it
+    is cast: an unsigned index of 2**63 or more is out of range, not wrapped to a negative one)
+    or any iterable of integers. A boolean array is an InvalidArgumentError (a mask, not
+    sample numbers: ``np.flatnonzero(mask)`` gives those)."""
+    if isinstance(indices, list) and indices and not any(isinstance(i, bool) for i in indices):
+        try:  # a list of ints (a sampler's batch): one vectorised check
+            as_array = np.asarray(indices)
+        except (ValueError, TypeError):  # ragged: the element loop below names what it found
+            as_array = np.empty((0, 0))
+        if as_array.ndim == 1 and as_array.dtype.kind in "iu":
+            indices = as_array
+    if isinstance(indices, np.ndarray) and indices.dtype.kind == "b":
+        raise InvalidArgumentError(f"indices must be sample indices, got a boolean array of shape "
+                                   f"{indices.shape} (for a mask pass np.flatnonzero(mask))")
+    if isinstance(indices, np.ndarray) and indices.dtype.kind in "iu" and indices.ndim == 1:
+        if indices.size and indices.dtype.kind == "u" and int(indices.max()) >= n:
+            bad = int(indices[indices >= n][0])
+            raise IndexError(f"sample index {bad} out of range for {n} samples in {where}")
+        idx = indices.astype(np.int64)
+        if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
+            bad = int(idx[(idx < -n) | (idx >= n)][0])
+            raise IndexError(f"sample index {bad} out of range for {n} samples in {where}")
+        return np.where(idx < 0, idx + n, idx)
+    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+        raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
+                                   f"{type(indices).__name__}")
+    if isinstance(indices, np.ndarray):
+        indices = indices.reshape(-1).tolist()
+    return np.array([check_sample_index(i, n, where) for i in indices], dtype=np.int64)

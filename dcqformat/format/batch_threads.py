@@ -29,8 +29,6 @@ single-threaded path names (it checks every zstd frame header before decompressi
 from __future__ import annotations
 
 import copy
-import operator
-from typing import Any
 
 import numpy as np
 
@@ -40,57 +38,7 @@ from dcqformat.format.cache import take
 from dcqformat.format.payload import MODE_CHW, MODE_HWC, MODE_PACKED, PayloadDecoder
 from dcqformat.format.threadpool import resolve_threads, run_chunks, split_by_pixels
 
-__all__ = ["thread_count", "decode_unmasked", "output_array", "pixels_batch", "packed_batch",
-           "sample_index", "sample_indices"]
-
-
-def sample_index(i: Any, n: int, where: str) -> int:
-    """Sample index ``i`` of the file ``where`` of ``n`` samples as an int in [0, n) (negative
-    ones counted from the end): InvalidArgumentError for a non-integer or a bool (True is no
-    sample number), IndexError out of range."""
-    if isinstance(i, bool):
-        raise InvalidArgumentError(f"sample index must be an integer, got the bool {i!r}")
-    try:
-        j = operator.index(i)
-    except TypeError:
-        raise InvalidArgumentError(f"sample index must be an integer, got {type(i).__name__}") from None
-    if j < 0:
-        j += n
-    if not 0 <= j < n:
-        raise IndexError(f"sample index {j} out of range for {n} samples in {where}")
-    return j
-
-
-def sample_indices(indices: Any, n: int, where: str) -> np.ndarray:
-    """Many :func:`sample_index` at once, as int64 [B]: a 1-D integer array (checked before it
-    is cast: an unsigned index of 2**63 or more is out of range, not wrapped to a negative one)
-    or any iterable of integers. A boolean array is an InvalidArgumentError (a mask, not
-    sample numbers: ``np.flatnonzero(mask)`` gives those)."""
-    if isinstance(indices, list) and indices and not any(isinstance(i, bool) for i in indices):
-        try:  # a list of ints (a sampler's batch): one vectorised check
-            as_array = np.asarray(indices)
-        except (ValueError, TypeError):  # ragged: the element loop below names what it found
-            as_array = np.empty((0, 0))
-        if as_array.ndim == 1 and as_array.dtype.kind in "iu":
-            indices = as_array
-    if isinstance(indices, np.ndarray) and indices.dtype.kind == "b":
-        raise InvalidArgumentError(f"indices must be sample indices, got a boolean array of shape "
-                                   f"{indices.shape} (for a mask pass np.flatnonzero(mask))")
-    if isinstance(indices, np.ndarray) and indices.dtype.kind in "iu" and indices.ndim == 1:
-        if indices.size and indices.dtype.kind == "u" and int(indices.max()) >= n:
-            bad = int(indices[indices >= n][0])
-            raise IndexError(f"sample index {bad} out of range for {n} samples in {where}")
-        idx = indices.astype(np.int64)
-        if idx.size and (int(idx.min()) < -n or int(idx.max()) >= n):
-            bad = int(idx[(idx < -n) | (idx >= n)][0])
-            raise IndexError(f"sample index {bad} out of range for {n} samples in {where}")
-        return np.where(idx < 0, idx + n, idx)
-    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
-        raise InvalidArgumentError(f"indices must be a sequence of sample indices, got "
-                                   f"{type(indices).__name__}")
-    if isinstance(indices, np.ndarray):
-        indices = indices.reshape(-1).tolist()
-    return np.array([sample_index(i, n, where) for i in indices], dtype=np.int64)
+__all__ = ["thread_count", "decode_unmasked", "output_array", "pixels_batch", "packed_batch"]
 
 
 def thread_count(codec: PayloadDecoder, idx: np.ndarray, threads: int | None, packed: bool) -> int:

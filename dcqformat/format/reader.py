@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from dcqformat.checks import check_int, check_path, check_ratio
+from dcqformat.checks import (
+    check_int,
+    check_path,
+    check_ratio,
+    check_sample_index,
+    check_sample_indices,
+)
 from dcqformat.codecs.palette import decode_into, decode_kernel
 from dcqformat.errors import ChecksumMismatchError, InvalidArgumentError, PayloadError
 from dcqformat.format import batch_threads
@@ -378,7 +384,7 @@ class DCQFile(MappedPayload):
 
     def _indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Sample indices as validated int64 (negative ones counted from the end)."""
-        return batch_threads.sample_indices(indices, self._meta.num_samples, str(self.path))
+        return check_sample_indices(indices, self._meta.num_samples, str(self.path))
 
     def _batch_payload(self, idx: np.ndarray) -> np.ndarray:
         """The payload view, after the per-sample CRC-32 checks of ``idx`` if ``check_crc``."""
@@ -446,7 +452,7 @@ class DCQFile(MappedPayload):
         return self.payload_view()[start:start + int(self._lengths[i])]
 
     def _index(self, i: int) -> int:
-        return batch_threads.sample_index(i, self._meta.num_samples, str(self.path))
+        return check_sample_index(i, self._meta.num_samples, str(self.path))
 
     # -- reports ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -50,9 +50,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from dcqformat.checks import check_int
+from dcqformat.checks import check_int, check_sample_index, check_sample_indices
 from dcqformat.errors import InvalidArgumentError
-from dcqformat.format.batch_threads import sample_index, sample_indices
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.batch import DCQBatch, DCQItem, collate_decoded, stacked_batch
 from dcqformat.torch.combine import CanvasPlan, assemble_canvases, check_combine
@@ -295,7 +294,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     # -- index arithmetic ------------------------------------------------------------------
     def _check_index(self, index: Any, n: int | None = None) -> int:
-        return sample_index(index, len(self) if n is None else n, "this dataset")
+        return check_sample_index(index, len(self) if n is None else n, "this dataset")
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, sample index inside that shard) of sample position ``index``."""
@@ -450,7 +449,7 @@ class DCQDataset(Dataset[tuple[Any, Any]]):
 
     def _positions_of(self, indices: Sequence[int]) -> np.ndarray:
         """``indices`` as checked dataset positions, int64 (negative ones from the end)."""
-        return sample_indices(indices, len(self), "this dataset")
+        return check_sample_indices(indices, len(self), "this dataset")
 
     def pack(self, indices: Sequence[int]) -> PackedBatch:
         """The :class:`PackedBatch` of samples ``indices`` (``output="packed"`` only): their
