@@ -146,6 +146,11 @@ def test_writer_rejects_bad_palettes_selections_and_provenance(tmp_path: Path) -
                 w.add_selection(name, np.array([0]), np.array([0]), {})
         with pytest.raises(InvalidArgumentError):
             w.add_selection("s", np.array([0]), np.array([0]), {"x": object()})
+        # a float index was cast silently (1.5 -> 1, NaN -> garbage); a bool is no sample number
+        for ranking, selected in (([0.0, 1.5], [0]), ([0], [float("nan")]), ([True], [0]),
+                                  (np.array([2**63], np.uint64), [0]), ([0], ["0"])):
+            with pytest.raises(InvalidArgumentError, match="must be integers|not a sample index"):
+                w.add_selection("s", ranking, selected, {})
         with pytest.raises(InvalidArgumentError):
             w.set_provenance({"x": {1, 2}})
         w.set_palettes(np.zeros((1, 4, 3), np.uint8))

@@ -205,11 +205,8 @@ class DCQWriter:
             json.dumps(dict(attrs), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"selection attrs must be JSON-serialisable: {exc}") from exc
-        try:
-            rank_arr = np.asarray(ranking, dtype="<i8").ravel()
-            sel_arr = np.asarray(selected, dtype="<i8").ravel()
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidArgumentError(f"selection {name!r}: indices must be integers ({exc})") from None
+        rank_arr = _selection_indices(ranking, name, "ranking")
+        sel_arr = _selection_indices(selected, name, "selected")
         if sel_arr.size > 1 and not (np.diff(sel_arr) > 0).all():
             raise InvalidArgumentError(f"selection {name!r}: selected must be sorted ascending without repeats")
         if np.unique(rank_arr).size != rank_arr.size:
@@ -464,3 +461,17 @@ class DCQWriter:
         values = np.ascontiguousarray(values)
         ds = group.create_dataset(name, data=values, **(deflate_options(values.shape[0]) if compress else {}))
         ds.attrs[L.ATTR_CRC32] = np.uint32(crc32_of(values))
+
+
+def _selection_indices(values: Any, name: str, what: str) -> np.ndarray:
+    """``values`` as int64 [n]: integers only (a float such as 1.5 or NaN was cast silently, a
+    bool is no sample number), each below 2**63."""
+    try:
+        arr = np.asarray(values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"selection {name!r}: {what} must be integers ({exc})") from None
+    if arr.size and arr.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"selection {name!r}: {what} must be integers, got dtype {arr.dtype}")
+    if arr.size and arr.dtype.kind == "u" and int(arr.max()) >= 2**63:
+        raise InvalidArgumentError(f"selection {name!r}: {what} holds {int(arr.max())}, not a sample index")
+    return arr.astype("<i8").ravel()
