@@ -10,12 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcqformat.codecs.gather import gather_palette
-
-
-def reference(idx: np.ndarray, palette: np.ndarray, planar: bool) -> np.ndarray:
-    """The pixels of ``idx`` as one flat HWC or CHW byte string."""
-    pixels = palette[idx]  # [n, ch]
-    return (pixels.T if planar else pixels).reshape(-1)
+from dcqformat.codecs.reference import gather_palette_ref as reference
 
 
 def run(idx: np.ndarray, palette: np.ndarray, planar: bool, offset: int, idx_offset: int = 0,
