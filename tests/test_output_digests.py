@@ -33,12 +33,30 @@ def _digest(path: Path) -> dict[str, object]:
     return got
 
 
+def _expected(name: str) -> dict[str, object]:
+    """The pinned digests for this machine's torch CPU capability: the proxy model's float
+    reductions, and so the encoder's output, differ between vector widths (AVX2 and AVX512 give
+    different files from the same command), so each capability has its own record of the same
+    commit's output; on one with none the test cannot say and skips."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap == DIGESTS["torch_cpu_capability"]:
+        return DIGESTS[name]  # type: ignore[no-any-return]
+    other = DIGESTS.get("by_torch_cpu_capability", {}).get(cap)
+    if other is None:
+        pytest.skip(f"no digests recorded for torch CPU capability {cap} "
+                    f"(recorded: {', '.join(_recorded())})")
+    return other[name]  # type: ignore[no-any-return]
+
+
+def _recorded() -> list[str]:
+    return [DIGESTS["torch_cpu_capability"], *DIGESTS.get("by_torch_cpu_capability", {})]
+
+
 def _check(name: str, path: Path) -> None:
     got = _digest(path)
-    want = DIGESTS[name]
+    want = _expected(name)
     cap = torch.backends.cpu.get_cpu_capability()
-    assert got == want, (f"{name}: the encoder's output changed (torch CPU capability {cap}, "
-                         f"digests recorded on {DIGESTS['torch_cpu_capability']})")
+    assert got == want, f"{name}: the encoder's output changed (torch CPU capability {cap})"
 
 
 def test_digits_demo_output_is_unchanged(tmp_path: Path) -> None:
