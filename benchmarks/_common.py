@@ -5,10 +5,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def loader_rate(loader: Any, seconds: float) -> float:
+    """Images per second a DataLoader-like iterable of ``(images, labels)`` delivers, over
+    whole epochs lasting at least ``seconds`` in all."""
+    count = 0
+    start = time.perf_counter()
+    while True:
+        for x, _ in loader:
+            count += len(x)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return count / elapsed
 
 
 def best_of(fn: Callable[[], object], reps: int = 5) -> float:

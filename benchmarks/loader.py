@@ -59,7 +59,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA  # noqa: E402
+from _common import SHARED_DATA, loader_rate  # noqa: E402
 
 from dcqformat import DCQWriter  # noqa: E402
 from dcqformat.torch import DCQDataset, expand  # noqa: E402
@@ -181,18 +181,6 @@ class SingleSample(Dataset[Any]):
         return self.ds[i]
 
 
-def _time_epochs(loader: Any, seconds: float) -> float:
-    """Images/s over whole epochs lasting at least ``seconds`` in all."""
-    count = 0
-    start = time.perf_counter()
-    while True:
-        for x, _ in loader:
-            count += len(x)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return count / elapsed
-
-
 def run_cell(variants: dict[str, Callable[[], Any]], seconds: float, rounds: int) -> dict[str, float]:
     """Median images/s of every variant, interleaving the variants round by round. Each loader
     is built once and warmed up by one epoch (workers started, JIT caches loaded, page cache
@@ -205,7 +193,7 @@ def run_cell(variants: dict[str, Callable[[], Any]], seconds: float, rounds: int
     results: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, loader in loaders.items():
-            results[name].append(_time_epochs(loader, seconds))
+            results[name].append(loader_rate(loader, seconds))
     loaders.clear()  # shuts persistent workers down
     return {name: statistics.median(v) for name, v in results.items()}
 

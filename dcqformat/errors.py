@@ -67,6 +67,11 @@ class RankFailedError(DcqError):
     """Another rank of a torch.distributed job failed; this rank stopped at the next check."""
 
 
+class BatchTransportError(DcqError):
+    """A batch a DataLoader worker sent cannot be rebuilt in the receiving process (its shared
+    memory never arrived there; see :mod:`dcqformat.torch.batch_arena`)."""
+
+
 class Terminated(KeyboardInterrupt):
     """The process got SIGTERM; the command line turns it into this so that it takes Ctrl-C's
     clean-up path (a KeyboardInterrupt, not a DcqError: it is no failure of the input)."""
@@ -87,5 +92,6 @@ __all__ = [
     "WriteError",
     "ShardMismatchError",
     "RankFailedError",
+    "BatchTransportError",
     "Terminated",
 ]

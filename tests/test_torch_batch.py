@@ -108,7 +108,9 @@ def test_packed_batch_is_one_shared_storage_in_a_worker(files: dict[str, Path],
 
 @pytest.mark.parametrize("name", ["raw", "zstd"])
 @pytest.mark.parametrize("collate", [None, DCQDataset.collate])
-def test_worker_batches_arrive_as_one_storage(files: dict[str, Path], name: str, collate: object) -> None:
+def test_worker_batches_arrive_as_one_storage(files: dict[str, Path], name: str, collate: object,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DCQFORMAT_BATCH_ARENA", "0")  # the new-segment path (arenas: test_torch_batch_arena.py)
     ds = DCQDataset(files[name], cache_decoded=name == "zstd")
     kw = {"collate_fn": collate} if collate is not None else {}
     loader = DataLoader(ds, batch_size=8, num_workers=2, multiprocessing_context="fork", **kw)
@@ -144,6 +146,7 @@ def test_worker_batch_is_decoded_into_its_shared_storage(files: dict[str, Path],
     def no_copy(*args: object) -> None:
         raise AssertionError("a worker batch of one size was copied, not decoded in place")
 
+    monkeypatch.setenv("DCQFORMAT_BATCH_ARENA", "0")  # the new-segment path (arenas: test_torch_batch_arena.py)
     monkeypatch.setattr(batch_module, "get_worker_info", lambda: object())
     monkeypatch.setattr(dataset_module, "stacked_batch", no_copy)
     batch = ds.__getitems__(order)

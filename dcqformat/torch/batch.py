@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+from dcqformat.torch.batch_arena import sendable_batch, worker_slot
 from dcqformat.torch.shared_memory import shared_uint8
 
 __all__ = ["DCQBatch", "DCQItem", "collate_decoded", "in_worker", "one_storage", "register_collate", "stacked_batch", "worker_batch"]
@@ -96,6 +97,9 @@ def worker_batch(image_shape: tuple[int, ...], labels: np.ndarray
     if not in_worker():
         return None
     labels = np.asarray(labels, np.int64).reshape(-1)
+    slot = worker_slot(int(np.prod(image_shape)))
+    if slot is not None:  # a recycled slot (dcqformat.torch.batch_arena); labels travel by value
+        return slot.view(image_shape), torch.from_numpy(labels.copy())
     n_labels = labels.size * 8
     buf = shared_uint8(n_labels + int(np.prod(image_shape)))
     label_view = buf[:n_labels].view(torch.int64)
@@ -124,7 +128,7 @@ def collate_decoded(batch: Sequence[Any], *, collate_fn_map: Any = None) -> list
     ``default_collate`` collates the fields of tuples."""
     stacked = _stacked_of(batch)
     if stacked is not None:
-        return [stacked[0], stacked[1]]
+        return sendable_batch(stacked[0], stacked[1])
     return [default_collate(list(samples)) for samples in zip(*batch, strict=True)]
 
 

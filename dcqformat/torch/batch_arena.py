@@ -1,0 +1,222 @@
+"""Recycled shared memory for the decoded batches a DataLoader worker sends.
+
+torch sends every tensor storage a worker returns through a new shared-memory segment: the
+worker creates and maps it (its pages faulted in and zeroed by the kernel), hands its file
+descriptor to the main process (a round trip to the worker's resource-sharer thread), and the
+main process maps it again, faults its pages in again as the batch is read and unmaps it when
+the batch dies. For a batch of 256 64-px RGB images (3 MiB) that costs about as much as
+decoding the batch from a raw file (``benchmarks/batch_arena.py``).
+
+An *arena* is one memory file per worker (``memfd_create``), mapped once by the worker and once
+by the main process, holding ``SLOTS`` batch slots after a one-page header:
+
+- header bytes ``0 .. SLOTS-1``: one flag per slot, 0 free, 1 held;
+- header byte ``MAPPED``: 1 once the main process has mapped the arena.
+
+A worker decodes a batch into a free slot (:func:`worker_slot`, lowest first, so only as many
+slots are ever touched as are held at once) and collates it to an :class:`ArenaBatch`, which
+pickles as (arena, slot, shape, labels) instead of as tensors. The main process rebuilds it as
+the plain ``[images, labels]`` the default path gives: ``images`` a tensor over its own mapping
+of the slot (through a NumPy array; torch keeps that array alive as long as any tensor or view
+over it lives), ``labels`` a new tensor. When the last view of the images is gone the array's
+finalizer clears the slot's flag, and only then may the worker write the slot again: a batch the
+training loop keeps is never overwritten. A worker that finds no free slot (the loop holds
+``SLOTS`` batches, or a batch is larger than a slot) decodes into a new segment as before.
+
+The descriptor travels (multiprocessing's ``DupFd``, as torch sends its own) with each batch until
+the worker sees ``MAPPED`` set. The main process forgets an arena's mapping only once its worker
+process has exited, when a new arena arrives; the memory goes once no batch of it is alive.
+
+Only on Linux (``memfd_create``) on x86-64, whose ordered stores make one flag byte enough to
+hand a slot between two processes; elsewhere, or with ``DCQFORMAT_BATCH_ARENA=0`` in the
+environment, every batch goes through a new segment (:mod:`dcqformat.torch.shared_memory`).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import platform
+import secrets
+import sys
+import weakref
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcqformat.errors import BatchTransportError
+from dcqformat.torch.shared_memory import populate
+
+__all__ = ["SLOTS", "ArenaBatch", "arena_enabled", "rebuild_batch", "sendable_batch", "worker_slot"]
+
+SLOTS = 8
+HEADER = 4096
+MAPPED = 64
+SLOT_ALIGN = 1 << 16
+
+
+def arena_enabled() -> bool:
+    """Whether batches may travel through an arena here (see the module docstring)."""
+    return (sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+            and platform.machine().lower() in {"x86_64", "amd64"}
+            and os.environ.get("DCQFORMAT_BATCH_ARENA", "1") != "0")
+
+
+class WorkerArena:
+    """A worker's arena: the memory file, the worker's mapping and its slots in flight."""
+
+    def __init__(self, slot_bytes: int) -> None:
+        self.slot_bytes = -(-max(slot_bytes, 1) // SLOT_ALIGN) * SLOT_ALIGN
+        self.size = HEADER + SLOTS * self.slot_bytes
+        self.fd = os.memfd_create("dcqformat-batches", os.MFD_CLOEXEC)
+        weakref.finalize(self, os.close, self.fd)
+        os.ftruncate(self.fd, self.size)
+        self.map = mmap.mmap(self.fd, self.size)
+        self.header = np.frombuffer(self.map, np.uint8, count=HEADER)
+        self.token = secrets.token_hex(8)
+        self.pid = os.getpid()
+        self.populated = np.zeros(SLOTS, bool)
+        self.in_flight: dict[int, tuple[int, dict[str, bool]]] = {}  # address -> slot, state
+
+    def acquire(self, nbytes: int) -> torch.Tensor | None:
+        """A uint8 tensor of ``nbytes`` over the lowest free slot, now held; None when none is
+        free or the batch does not fit a slot."""
+        free = np.flatnonzero(self.header[:SLOTS] == 0)
+        if nbytes > self.slot_bytes or free.size == 0:
+            return None
+        slot = int(free[0])
+        self.header[slot] = 1
+        offset = HEADER + slot * self.slot_bytes
+        array = np.frombuffer(self.map, np.uint8, count=nbytes, offset=offset)
+        if not self.populated[slot]:  # the first use faults the slot's pages in at once
+            self.populated[slot] = populate(array.ctypes.data, self.slot_bytes)
+        state = {"sent": False}
+        tensor = torch.from_numpy(array)
+        address = tensor.data_ptr()
+        self.in_flight[address] = (slot, state)
+        weakref.finalize(array, self._dropped, address, slot, state)
+        return tensor
+
+    def _dropped(self, address: int, slot: int, state: dict[str, bool]) -> None:
+        """The worker's last view of a slot is gone: free it unless it went to the main process."""
+        if os.getpid() != self.pid:  # a forked child's copy: the slot is not its to free
+            return
+        if self.in_flight.get(address, (slot, None))[1] is state:  # not a newer use of the slot
+            del self.in_flight[address]
+        if not state["sent"]:
+            self.header[slot] = 0
+
+    def describe(self, images: torch.Tensor) -> tuple[int, dict[str, bool]] | None:
+        """``(slot, state)`` when ``images`` is the whole start of a slot in flight, else None."""
+        entry = self.in_flight.get(images.data_ptr())
+        if entry is None or images.storage_offset() != 0 or not images.is_contiguous():
+            return None
+        return entry
+
+
+_WORKER_ARENA: WorkerArena | None = None
+
+
+def worker_slot(nbytes: int) -> torch.Tensor | None:
+    """Inside a DataLoader worker where arenas are enabled: a uint8 tensor of ``nbytes`` over a
+    free slot of this process's arena (made on first use, sized by that first batch; a larger
+    batch starts a new arena), else None."""
+    global _WORKER_ARENA
+    if not arena_enabled():
+        return None
+    arena = _WORKER_ARENA
+    if arena is None or arena.pid != os.getpid() or nbytes > arena.slot_bytes:
+        arena = _WORKER_ARENA = WorkerArena(nbytes)
+    return arena.acquire(nbytes)
+
+
+class ArenaBatch(list):  # type: ignore[type-arg]
+    """``[images, labels]`` of a batch decoded into an arena slot: what the default collate
+    returns inside a worker, a plain list to the worker, pickled as the slot's description."""
+
+    arena: WorkerArena
+    slot: int
+    state: dict[str, bool]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        from multiprocessing.reduction import DupFd
+
+        images, labels = self[0], self[1]
+        arena = self.arena
+        self.state["sent"] = True
+        fd = None if arena.header[MAPPED] else DupFd(arena.fd)
+        label_array = np.ascontiguousarray(labels.numpy(), np.int64)
+        return rebuild_batch, (arena.token, fd, arena.size, arena.pid,
+                               HEADER + self.slot * arena.slot_bytes, self.slot,
+                               tuple(images.shape), label_array.tobytes(), tuple(labels.shape))
+
+
+def sendable_batch(images: torch.Tensor, labels: torch.Tensor) -> list[Any]:
+    """The collated ``[images, labels]``: an :class:`ArenaBatch` when ``images`` was decoded
+    into a slot of this worker's arena (it then travels as described above), else a list."""
+    arena = _WORKER_ARENA
+    if arena is None or arena.pid != os.getpid():
+        return [images, labels]
+    entry = arena.describe(images)
+    if entry is None:
+        return [images, labels]
+    out = ArenaBatch([images, labels])
+    out.arena = arena
+    out.slot, out.state = entry
+    return out
+
+
+# -- the main process's side ------------------------------------------------------------------
+_MAPPINGS: dict[str, tuple[mmap.mmap, np.ndarray, int]] = {}  # token -> mapping, header, worker pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mapping(token: str, fd: Any, size: int, pid: int) -> tuple[mmap.mmap, np.ndarray]:
+    """The main process's mapping of arena ``token`` (mapped from ``fd`` the first time)."""
+    entry = _MAPPINGS.get(token)
+    if fd is not None:
+        raw = fd.detach()
+        try:
+            if entry is None:
+                for old in [t for t, (_, _, p) in _MAPPINGS.items() if not _alive(p)]:
+                    del _MAPPINGS[old]  # memory goes once no batch of it is alive
+                mapping = mmap.mmap(raw, size)
+                header = np.frombuffer(mapping, np.uint8, count=HEADER)
+                entry = _MAPPINGS[token] = (mapping, header, pid)
+                header[MAPPED] = 1
+        finally:
+            os.close(raw)
+    if entry is None:
+        raise BatchTransportError(
+            f"a batch from DataLoader worker {pid} names shared memory (arena {token}) that this "
+            "process never received; set DCQFORMAT_BATCH_ARENA=0 to send batches as torch does")
+    return entry[0], entry[1]
+
+
+def _release(header: np.ndarray, slot: int, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child's copy of a batch never frees the slot
+        header[slot] = 0
+
+
+def rebuild_batch(token: str, fd: Any, size: int, pid: int, offset: int, slot: int,
+                  shape: tuple[int, ...], label_bytes: bytes, label_shape: tuple[int, ...]
+                  ) -> list[torch.Tensor]:
+    """Unpickle an :class:`ArenaBatch` in the receiving process: ``[images, labels]``, the
+    images over this process's mapping of the slot (freed for reuse when their last view dies),
+    the labels a new tensor."""
+    mapping, header = _mapping(token, fd, size, pid)
+    array = np.frombuffer(mapping, np.uint8, count=int(np.prod(shape)), offset=offset)
+    weakref.finalize(array, _release, header, slot, os.getpid())
+    images = torch.from_numpy(array).view(shape)
+    labels = torch.from_numpy(np.frombuffer(label_bytes, np.int64).copy()).view(label_shape)
+    return [images, labels]
