@@ -13,13 +13,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def loader_rate(loader: Any, seconds: float) -> float:
-    """Images per second a DataLoader-like iterable of ``(images, labels)`` delivers, over
-    whole epochs lasting at least ``seconds`` in all."""
+    """Images per second a DataLoader-like iterable of ``(images, labels)`` (or of batches
+    with a length, e.g. packed ones) delivers, over whole epochs lasting at least ``seconds``."""
     count = 0
     start = time.perf_counter()
     while True:
-        for x, _ in loader:
-            count += len(x)
+        for batch in loader:
+            count += len(batch[0] if isinstance(batch, (list, tuple)) else batch)
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return count / elapsed

@@ -9,7 +9,9 @@ descriptor passed, mapped and unmapped in the main process) and with arenas on:
 
 - ``copy only``: a dataset whose workers only copy a prepared batch into the buffer the batched
   path gives them (no decoding), so the transport is all that is measured;
-- a q = 2 raw file of 4,096 random 64-px maps made here, and one row per ``--file``.
+- a q = 2 raw file of 4,096 random 64-px maps made here, and one row per ``--file``;
+- the same files with ``output="packed"`` (packed q-bit indices, not pixels; nothing expands
+  them here, as on a machine whose accelerator does).
 
 Images per second in the main process, after one warm-up epoch; the median of ``--rounds``
 rounds of at least ``--seconds``, the two settings interleaved round by round.
@@ -103,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = [make_raw(Path(tmp) / "raw64.dcq"), *args.file]
         rows: list[tuple[str, Any]] = [("copy only (64 px RGB)", CopyOnly(4096, (3, 64, 64)))]
         rows += [(f"{p.name}", DCQDataset(p)) for p in files]
+        rows += [(f"{p.name}, output=\"packed\"", DCQDataset(p, output="packed")) for p in files]
         results = []
         for name, ds in rows:
             def make(ds: Any = ds) -> DataLoader:

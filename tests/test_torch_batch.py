@@ -80,6 +80,7 @@ def test_stacked_batch_is_one_shared_storage_in_a_worker(monkeypatch: pytest.Mon
     labels = np.array([4, 0, 2, 2, 1], np.int64)
     images, ys = stacked_batch(stack, labels)  # the calling process: views of the arrays
     assert not images.is_shared() and images.data_ptr() == stack.ctypes.data
+    monkeypatch.setenv("DCQFORMAT_BATCH_ARENA", "0")  # the new-segment path (arenas: test_torch_batch_arena.py)
     monkeypatch.setattr(batch_module, "get_worker_info", lambda: object())
     images, ys = stacked_batch(stack, labels)
     assert images.is_shared() and images.untyped_storage().data_ptr() == ys.untyped_storage().data_ptr()
@@ -100,6 +101,7 @@ def test_packed_batch_is_one_shared_storage_in_a_worker(files: dict[str, Path],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     ds = DCQDataset(files["zstd"], output="packed")
     plain = ds.pack([0, 2, 4])
+    monkeypatch.setenv("DCQFORMAT_BATCH_ARENA", "0")  # the new-segment path (arenas: test_torch_batch_arena.py)
     monkeypatch.setattr(packed_module, "get_worker_info", lambda: object())
     shared = ds.pack([0, 2, 4])
     assert shared.data.is_shared() and not plain.data.is_shared()

@@ -94,7 +94,6 @@ def test_a_sent_slot_is_held_until_its_last_view_dies() -> None:
     got_images, got_labels = pickle.loads(message)
     assert type(got_images) is torch.Tensor and np.array_equal(got_images.numpy(), pixels)
     assert got_labels.tolist() == [2, 0, 1, 1] and got_labels.dtype == torch.int64
-    assert arena.header[MAPPED] == 1  # the receiver mapped it: the descriptor stops travelling
     kept_view = got_images[2:]
     del got_images
     gc.collect()
@@ -105,23 +104,39 @@ def test_a_sent_slot_is_held_until_its_last_view_dies() -> None:
 
 
 @pytest.mark.usefixtures("fresh_arena")
-def test_the_descriptor_travels_only_until_the_arena_is_mapped() -> None:
-    def args_of(n: int) -> tuple[object, ...]:
-        slot = worker_slot(n)
-        assert slot is not None
-        batch = sendable_batch(slot.view(n), torch.zeros(1, dtype=torch.int64))
-        return batch.__reduce__()[1]
+def test_a_worker_copying_its_own_batch_does_not_mark_the_arena_mapped() -> None:
+    import copy
 
-    first = args_of(64)
-    assert first[1] is not None
-    rebuild_batch(*first)  # type: ignore[arg-type]
-    second = args_of(64)
-    assert second[1] is None and second[0] == first[0]
+    slot = worker_slot(64)
+    assert slot is not None
+    batch = sendable_batch(slot.view(64), torch.arange(1))
+    twin = copy.copy(batch)  # unpickled in the sending process itself
+    arena = arena_module._WORKER_ARENA
+    assert arena is not None and arena.header[MAPPED] == 0  # the descriptor keeps travelling
+    assert torch.equal(twin[0], slot.view(64)) and twin[1].tolist() == [0]
+
+
+def test_the_descriptor_travels_only_until_the_receiver_has_mapped_the_arena(
+        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, bool]] = []
+    real = arena_module._mapping
+
+    def spy(token: str, fd: object, size: int, pid: int) -> object:
+        seen.append((token, fd is not None))
+        return real(token, fd, size, pid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(arena_module, "_mapping", spy)
+    loader = DataLoader(DCQDataset(files["raw"]), batch_size=2, num_workers=1, multiprocessing_context="fork")
+    assert sum(1 for _ in loader) == 21  # each batch dropped before the next: every one via a slot
+    assert len(seen) == 21 and len({t for t, _ in seen}) == 1
+    with_fd = [i for i, (_, has) in enumerate(seen) if has]
+    assert with_fd[0] == 0 and len(with_fd) <= 3  # only the batches sent before it was mapped
 
 
 def test_a_batch_from_an_arena_never_received_is_a_clear_error() -> None:
     with pytest.raises(BatchTransportError, match="never received") as err:
-        rebuild_batch("0123456789abcdef", None, HEADER + 4096, 12345, HEADER, 0, (4,), b"", (0,))
+        rebuild_batch(("0123456789abcdef", None, HEADER + 4096, 12345, HEADER, 0, 4, [(0, "uint8", (4,))]),
+                      b"", (0,))
     assert isinstance(err.value, DcqError)
 
 
@@ -200,3 +215,39 @@ def test_a_forked_child_dropping_its_copy_does_not_free_the_slot() -> None:
     del images
     gc.collect()
     assert arena.header[0] == 0
+
+
+def test_packed_batches_travel_through_arenas(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = DCQDataset(files["ctx"], output="packed")
+    seen: list[str] = []
+    real = arena_module.receive_views
+
+    def spy(ref: tuple[object, ...]) -> list[torch.Tensor]:
+        seen.append(str(ref[0]))
+        return real(ref)
+
+    monkeypatch.setattr(arena_module, "receive_views", spy)
+    import dcqformat.torch.packed as packed_module
+
+    monkeypatch.setattr(packed_module, "receive_views", spy)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="fork")
+    kept = list(loader)  # 8 batches held
+    assert len(seen) == len(kept) == 8
+    for i, batch in enumerate(kept):
+        want = ds.pack(list(range(4 * i, min(4 * i + 4, len(ds)))))
+        for name in ("data", "offsets", "heights", "widths", "stored", "labels", "indices",
+                     "palettes", "palette_ids", "keep", "keep_offsets", "fills", "fill_offsets"):
+            assert torch.equal(getattr(batch, name), getattr(want, name)), name
+        assert (batch.bits, batch.patch_size) == (want.bits, want.patch_size)
+
+
+@pytest.mark.usefixtures("fresh_arena")
+def test_a_batch_copied_into_a_slot_travels_with_its_labels_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dcqformat.torch.batch as batch_module
+
+    stack = np.random.default_rng(2).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
+    monkeypatch.setattr(batch_module, "get_worker_info", lambda: object())
+    images, labels = batch_module.stacked_batch(stack, np.array([4, 0, 2, 2, 1]))
+    assert images.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()  # one slot
+    got_images, got_labels = pickle.loads(_send(images, labels))
+    assert np.array_equal(got_images.numpy(), stack) and got_labels.tolist() == [4, 0, 2, 2, 1]

@@ -52,13 +52,14 @@ def one_storage(ints: dict[str, np.ndarray], small: dict[str, np.ndarray],
                 shared: bool = False) -> dict[str, torch.Tensor]:
     """The int64 arrays ``ints`` and the uint8 arrays ``small`` copied into one uint8 buffer,
     each returned as a tensor view of it with its own shape (the int64 ones first: aligned).
-    ``shared``: the buffer is a new shared-memory segment (:func:`shared_uint8`: what a
-    DataLoader worker would copy it to when sending it; made there directly, it is copied
-    once, not twice)."""
+    ``shared``: the buffer is memory a DataLoader worker sends as it is, a free slot of its
+    arena (:mod:`dcqformat.torch.batch_arena`) or else a new shared-memory segment
+    (:func:`shared_uint8`: what the worker would copy it to when sending it; made there
+    directly, it is copied once, not twice)."""
     fields = [(name, np.asarray(a), 8) for name, a in ints.items()]
     fields += [(name, np.asarray(a), 1) for name, a in small.items()]
     nbytes = sum(a.size * width for _, a, width in fields)
-    buf = shared_uint8(nbytes) if shared else torch.empty(nbytes, dtype=torch.uint8)
+    buf = torch.empty(nbytes, dtype=torch.uint8) if not shared else _shared_buffer(nbytes)
     flat = buf.numpy()
     out, pos = {}, 0
     for name, arr, width in fields:
@@ -71,6 +72,12 @@ def one_storage(ints: dict[str, np.ndarray], small: dict[str, np.ndarray],
             out[name] = buf[pos:pos + n].view(arr.shape)
         pos += n
     return out
+
+
+def _shared_buffer(nbytes: int) -> torch.Tensor:
+    """A worker's buffer to send: a recycled arena slot where one is free, else a new segment."""
+    slot = worker_slot(nbytes)
+    return slot if slot is not None else shared_uint8(nbytes)
 
 
 def stacked_batch(stack: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,8 @@ by the main process, holding ``SLOTS`` batch slots after a one-page header:
 
 A worker decodes a batch into a free slot (:func:`worker_slot`, lowest first, so only as many
 slots are ever touched as are held at once) and collates it to an :class:`ArenaBatch`, which
-pickles as (arena, slot, shape, labels) instead of as tensors. The main process rebuilds it as
+pickles as (arena, slot, shape, labels) instead of as tensors (a packed batch, whose fields are
+views of one slot, as the slot and each field's offset, dtype and shape: :func:`send_views`). The main process rebuilds it as
 the plain ``[images, labels]`` the default path gives: ``images`` a tensor over its own mapping
 of the slot (through a NumPy array; torch keeps that array alive as long as any tensor or view
 over it lives), ``labels`` a new tensor. When the last view of the images is gone the array's
@@ -40,6 +41,7 @@ import platform
 import secrets
 import sys
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -48,7 +50,8 @@ import torch
 from dcqformat.errors import BatchTransportError
 from dcqformat.torch.shared_memory import populate
 
-__all__ = ["SLOTS", "ArenaBatch", "arena_enabled", "rebuild_batch", "sendable_batch", "worker_slot"]
+__all__ = ["SLOTS", "ArenaBatch", "arena_enabled", "rebuild_batch", "receive_views", "send_views",
+           "sendable_batch", "worker_slot"]
 
 SLOTS = 8
 HEADER = 4096
@@ -107,13 +110,6 @@ class WorkerArena:
         if not state["sent"]:
             self.header[slot] = 0
 
-    def describe(self, images: torch.Tensor) -> tuple[int, dict[str, bool]] | None:
-        """``(slot, state)`` when ``images`` is the whole start of a slot in flight, else None."""
-        entry = self.in_flight.get(images.data_ptr())
-        if entry is None or images.storage_offset() != 0 or not images.is_contiguous():
-            return None
-        return entry
-
 
 _WORKER_ARENA: WorkerArena | None = None
 
@@ -131,40 +127,54 @@ def worker_slot(nbytes: int) -> torch.Tensor | None:
     return arena.acquire(nbytes)
 
 
+SlotViews = tuple[Any, ...]  # what send_views returns and receive_views takes (picklable)
+
+
+def send_views(tensors: Sequence[torch.Tensor]) -> SlotViews | None:
+    """Inside a worker: when every tensor is a contiguous view of one slot of this process's
+    arena in flight, mark the slot sent (the receiver now frees it) and return its picklable
+    description, the views' byte offsets, dtypes and shapes included; else None (send them as
+    torch sends any tensor)."""
+    from multiprocessing.reduction import DupFd
+
+    arena = _WORKER_ARENA
+    if arena is None or arena.pid != os.getpid() or not tensors:
+        return None
+    address = tensors[0].untyped_storage().data_ptr()
+    entry = arena.in_flight.get(address)
+    if entry is None or any(t.untyped_storage().data_ptr() != address or not t.is_contiguous()
+                            for t in tensors):
+        return None
+    slot, state = entry
+    views = [(t.storage_offset() * t.element_size(), str(t.dtype).removeprefix("torch."), tuple(t.shape))
+             for t in tensors]
+    state["sent"] = True
+    fd = None if arena.header[MAPPED] else DupFd(arena.fd)
+    return (arena.token, fd, arena.size, arena.pid, HEADER + slot * arena.slot_bytes, slot,
+            tensors[0].untyped_storage().nbytes(), views)
+
+
 class ArenaBatch(list):  # type: ignore[type-arg]
     """``[images, labels]`` of a batch decoded into an arena slot: what the default collate
-    returns inside a worker, a plain list to the worker, pickled as the slot's description."""
-
-    arena: WorkerArena
-    slot: int
-    state: dict[str, bool]
+    returns inside a worker; pickled as the slot's description and the labels' values."""
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        from multiprocessing.reduction import DupFd
-
         images, labels = self[0], self[1]
-        arena = self.arena
-        self.state["sent"] = True
-        fd = None if arena.header[MAPPED] else DupFd(arena.fd)
+        ref = send_views([images])
+        if ref is None:  # not (or no longer) a slot in flight: as torch sends tensors
+            return list, ([images, labels],)
         label_array = np.ascontiguousarray(labels.numpy(), np.int64)
-        return rebuild_batch, (arena.token, fd, arena.size, arena.pid,
-                               HEADER + self.slot * arena.slot_bytes, self.slot,
-                               tuple(images.shape), label_array.tobytes(), tuple(labels.shape))
+        return rebuild_batch, (ref, label_array.tobytes(), tuple(labels.shape))
 
 
 def sendable_batch(images: torch.Tensor, labels: torch.Tensor) -> list[Any]:
     """The collated ``[images, labels]``: an :class:`ArenaBatch` when ``images`` was decoded
     into a slot of this worker's arena (it then travels as described above), else a list."""
     arena = _WORKER_ARENA
-    if arena is None or arena.pid != os.getpid():
+    if arena is None or arena.pid != os.getpid() or \
+            images.untyped_storage().data_ptr() not in arena.in_flight:
         return [images, labels]
-    entry = arena.describe(images)
-    if entry is None:
-        return [images, labels]
-    out = ArenaBatch([images, labels])
-    out.arena = arena
-    out.slot, out.state = entry
-    return out
+    return ArenaBatch([images, labels])
 
 
 # -- the main process's side ------------------------------------------------------------------
@@ -193,7 +203,8 @@ def _mapping(token: str, fd: Any, size: int, pid: int) -> tuple[mmap.mmap, np.nd
                 mapping = mmap.mmap(raw, size)
                 header = np.frombuffer(mapping, np.uint8, count=HEADER)
                 entry = _MAPPINGS[token] = (mapping, header, pid)
-                header[MAPPED] = 1
+                if pid != os.getpid():  # a worker unpickling its own batch (a copy) is not the receiver
+                    header[MAPPED] = 1
         finally:
             os.close(raw)
     if entry is None:
@@ -208,15 +219,26 @@ def _release(header: np.ndarray, slot: int, pid: int) -> None:
         header[slot] = 0
 
 
-def rebuild_batch(token: str, fd: Any, size: int, pid: int, offset: int, slot: int,
-                  shape: tuple[int, ...], label_bytes: bytes, label_shape: tuple[int, ...]
-                  ) -> list[torch.Tensor]:
-    """Unpickle an :class:`ArenaBatch` in the receiving process: ``[images, labels]``, the
-    images over this process's mapping of the slot (freed for reuse when their last view dies),
-    the labels a new tensor."""
+def receive_views(ref: SlotViews) -> list[torch.Tensor]:
+    """In the receiving process: the tensors :func:`send_views` described, views of one
+    storage over this process's mapping of the slot, which is freed for reuse when the last
+    view of it dies."""
+    token, fd, size, pid, offset, slot, nbytes, views = ref
     mapping, header = _mapping(token, fd, size, pid)
-    array = np.frombuffer(mapping, np.uint8, count=int(np.prod(shape)), offset=offset)
+    array = np.frombuffer(mapping, np.uint8, count=nbytes, offset=offset)
     weakref.finalize(array, _release, header, slot, os.getpid())
-    images = torch.from_numpy(array).view(shape)
+    region = torch.from_numpy(array)
+    out = []
+    for start, dtype, shape in views:
+        kind = getattr(torch, dtype)
+        count = int(np.prod(shape)) * torch.empty(0, dtype=kind).element_size()
+        out.append(region[start:start + count].view(kind).view(shape))
+    return out
+
+
+def rebuild_batch(ref: SlotViews, label_bytes: bytes, label_shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """Unpickle an :class:`ArenaBatch`: ``[images, labels]``, the images over this process's
+    mapping of the slot (:func:`receive_views`), the labels a new tensor."""
+    (images,) = receive_views(ref)
     labels = torch.from_numpy(np.frombuffer(label_bytes, np.int64).copy()).view(label_shape)
     return [images, labels]

@@ -32,6 +32,7 @@ from dcqformat.errors import InvalidArgumentError
 from dcqformat.format import masks as M
 from dcqformat.format.reader import DCQFile
 from dcqformat.torch.batch import one_storage, register_collate
+from dcqformat.torch.batch_arena import receive_views, send_views
 from dcqformat.torch.packed_checks import check_packed_batch
 from dcqformat.torch.shards import loader_threads
 
@@ -113,6 +114,19 @@ class PackedBatch:
         return {"data": size(self.data), "device": sum(size(t) for t in moved),
                 "total": sum(size(t) for t in tensors if isinstance(t, torch.Tensor))}
 
+    # -- sending -------------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled inside a DataLoader worker whose arena slot holds every tensor (the batch
+        :meth:`PackedSource.pack` builds there): as the slot's description, rebuilt in the main
+        process as views of its mapping of the slot (:mod:`dcqformat.torch.batch_arena`);
+        otherwise as a dataclass."""
+        names = [f.name for f in dataclasses.fields(self) if isinstance(getattr(self, f.name), torch.Tensor)]
+        ref = send_views([getattr(self, n) for n in names])
+        if ref is None:
+            return super().__reduce_ex__(protocol)
+        others = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in names}
+        return _rebuild_packed, (names, ref, others)
+
     # -- moving --------------------------------------------------------------------------------
     def pin_memory(self, device: Any = None) -> PackedBatch:
         """Every tensor in page-locked memory (for non-blocking copies); unchanged without CUDA."""
@@ -160,6 +174,17 @@ class PackedBatch:
             keep_offsets=shifted("keep_offsets", [int(x.keep.numel()) for x in batches]),
             fill_offsets=shifted("fill_offsets", [int(x.fills.numel()) for x in batches]),
             **cat)
+
+
+def _rebuild_packed(names: list[str], ref: Any, others: dict[str, Any]) -> PackedBatch:
+    """Unpickle a :class:`PackedBatch` sent from an arena slot (fields set as a dataclass's
+    unpickling sets them, without re-running the checks its worker ran)."""
+    batch = object.__new__(PackedBatch)
+    for name, tensor in zip(names, receive_views(ref), strict=True):
+        object.__setattr__(batch, name, tensor)
+    for name, value in others.items():
+        object.__setattr__(batch, name, value)
+    return batch
 
 
 def collate_packed(batch: Sequence[Any], *, collate_fn_map: Any = None) -> PackedBatch:
