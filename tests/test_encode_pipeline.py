@@ -82,6 +82,13 @@ def test_provenance(converted: dict[str, Any]) -> None:
     assert prov["model"]["kind"] == "proxy" and len(prov["model"]["sha256"]) == 64
     assert prov["model"]["gradcam_target"] == "label"
     assert prov["skipped"] == []
+    import torch
+
+    assert prov["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    from dcqformat.format.info import format_report, storage_report
+
+    text = format_report(storage_report(DCQFile(converted["out"])))
+    assert f"CPU capability {prov['torch_cpu_capability']}" in text
 
 
 def test_same_seed_gives_a_byte_identical_file(converted: dict[str, Any]) -> None:

@@ -184,10 +184,21 @@ def format_report(report: dict[str, Any]) -> str:
         params = r["provenance"].get("parameters", {k: v for k, v in r["provenance"].items()
                                                     if not isinstance(v, (list, dict))})
         lines.append(f"  parameters: {params}")
+        lines.extend(_encoded_on(r["provenance"]))
         lines.extend(_budget_lines(r["provenance"].get("budget_plan")))
     if r.get("original_sizes"):
         lines.append(f"  original sizes recorded (spec §15): {r['original_sizes']}")
     return "\n".join(lines)
+
+
+def _encoded_on(prov: dict[str, Any]) -> list[str]:
+    """Where the encoder ran, from the provenance: torch's version and CPU capability (files
+    from the same command are byte-identical only on the same capability)."""
+    cap, version = prov.get("torch_cpu_capability"), prov.get("torch_version")
+    if cap is None:
+        return []
+    return [f"  encoded with torch {version}, CPU capability {cap} (the same command gives the same "
+            "file only on the same capability)"]
 
 
 def _budget_lines(plan: Any) -> list[str]:

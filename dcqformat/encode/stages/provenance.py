@@ -66,6 +66,8 @@ def provenance(ctx: RunContext, rec: RunRecord, stats: WriteStats) -> dict[str, 
         "tool": "dcqformat convert",
         "tool_version": __version__,
         "torch_version": torch.__version__,
+        # the encoder's floats depend on the CPU's vector width (docs/method.md §5)
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "method": METHOD,
         "parameters": params,
         "source": rec.source,
