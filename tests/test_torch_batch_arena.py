@@ -251,3 +251,25 @@ def test_a_batch_copied_into_a_slot_travels_with_its_labels_beside_it(monkeypatc
     assert images.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()  # one slot
     got_images, got_labels = pickle.loads(_send(images, labels))
     assert np.array_equal(got_images.numpy(), stack) and got_labels.tolist() == [4, 0, 2, 2, 1]
+
+
+@pytest.mark.usefixtures("fresh_arena")
+def test_a_system_without_memory_files_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(arena_module, "_UNAVAILABLE_IN", None)
+    monkeypatch.setattr(arena_module.os, "memfd_create", refuse)
+    assert worker_slot(100) is None and worker_slot(100) is None  # refused once, not retried
+    assert arena_module._UNAVAILABLE_IN is not None
+
+
+@pytest.mark.usefixtures("fresh_arena")
+def test_a_larger_batch_starts_an_arena_with_at_least_twice_the_slots() -> None:
+    small = worker_slot(1000)
+    first = arena_module._WORKER_ARENA
+    assert small is not None and first is not None
+    large = worker_slot(first.slot_bytes + 1)
+    second = arena_module._WORKER_ARENA
+    assert large is not None and second is not None and second is not first
+    assert second.slot_bytes >= 2 * first.slot_bytes

@@ -112,18 +112,25 @@ class WorkerArena:
 
 
 _WORKER_ARENA: WorkerArena | None = None
+_UNAVAILABLE_IN: int | None = None  # the pid where making an arena failed (then never retried)
 
 
 def worker_slot(nbytes: int) -> torch.Tensor | None:
     """Inside a DataLoader worker where arenas are enabled: a uint8 tensor of ``nbytes`` over a
     free slot of this process's arena (made on first use, sized by that first batch; a larger
-    batch starts a new arena), else None."""
-    global _WORKER_ARENA
-    if not arena_enabled():
+    batch starts a new arena with at least twice the slot size), else None. Where the system
+    refuses the memory file or its mapping (``OSError``), None from then on in this process."""
+    global _WORKER_ARENA, _UNAVAILABLE_IN
+    if not arena_enabled() or _UNAVAILABLE_IN == os.getpid():
         return None
     arena = _WORKER_ARENA
     if arena is None or arena.pid != os.getpid() or nbytes > arena.slot_bytes:
-        arena = _WORKER_ARENA = WorkerArena(nbytes)
+        grown = 2 * arena.slot_bytes if arena is not None and arena.pid == os.getpid() else 0
+        try:
+            arena = _WORKER_ARENA = WorkerArena(max(nbytes, grown))
+        except OSError:
+            _UNAVAILABLE_IN = os.getpid()
+            return None
     return arena.acquire(nbytes)
 
 
