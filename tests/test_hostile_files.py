@@ -3,6 +3,7 @@ behaviour on bad arguments and failures is in test_hostile_files_writer.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -440,3 +441,14 @@ def test_zstd_bytes_after_the_frame_are_rejected(tail: str, write_dcq: Callable[
         one = zstandard.ZstdCompressor().compress(packed)
         return one + (b"junk" if tail == "junk" else one)
     fails(edited(write_dcq, zstd_sample(frame), encoding="zstd"), PayloadError, "read")
+
+
+def test_info_shortens_a_hostile_provenance_capability(write_dcq: Callable[..., Path]) -> None:
+    from dcqformat.format.info import format_report, storage_report
+
+    prov = json.dumps({"torch_cpu_capability": "A" * 100_000, "torch_version": ["x"] * 10_000})
+    path = edited(write_dcq, replace("provenance", np.frombuffer(prov.encode(), "u1")))
+    with DCQFile(path) as f:
+        text = format_report(storage_report(f))
+    line = next(x for x in text.splitlines() if "CPU capability" in x)
+    assert len(line) < 200 and "AAA..." in line

@@ -197,8 +197,8 @@ def _encoded_on(prov: dict[str, Any]) -> list[str]:
     cap, version = prov.get("torch_cpu_capability"), prov.get("torch_version")
     if cap is None:
         return []
-    return [f"  encoded with torch {version}, CPU capability {cap} (the same command gives the same "
-            "file only on the same capability)"]
+    return [f"  encoded with torch {_short(version, 40)}, CPU capability {_short(cap, 40)} (the same "
+            "command gives the same file only on the same capability)"]
 
 
 def _budget_lines(plan: Any) -> list[str]:
