@@ -91,7 +91,7 @@ def remove_stale(folder: Path, target_name: str) -> list[str]:
         return removed
     for name in names:
         pid_text = name[len(prefix):].split("-", 1)[0]
-        if not pid_text.isdigit() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or process_alive(int(pid_text)):
             continue
         try:
             path = folder / name
@@ -105,7 +105,8 @@ def remove_stale(folder: Path, target_name: str) -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one always; one that is not ours counts as alive)."""
     if pid == os.getpid():
         return True
     try:

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from dcqformat.errors import BatchTransportError
+from dcqformat.format.publish import process_alive
 from dcqformat.torch.shared_memory import populate
 
 __all__ = ["SLOTS", "ArenaBatch", "arena_enabled", "rebuild_batch", "receive_views", "send_views",
@@ -188,16 +189,6 @@ def sendable_batch(images: torch.Tensor, labels: torch.Tensor) -> list[Any]:
 _MAPPINGS: dict[str, tuple[mmap.mmap, np.ndarray, int]] = {}  # token -> mapping, header, worker pid
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mapping(token: str, fd: Any, size: int, pid: int) -> tuple[mmap.mmap, np.ndarray]:
     """The main process's mapping of arena ``token`` (mapped from ``fd`` the first time)."""
     entry = _MAPPINGS.get(token)
@@ -205,7 +196,7 @@ def _mapping(token: str, fd: Any, size: int, pid: int) -> tuple[mmap.mmap, np.nd
         raw = fd.detach()
         try:
             if entry is None:
-                for old in [t for t, (_, _, p) in _MAPPINGS.items() if not _alive(p)]:
+                for old in [t for t, (_, _, p) in _MAPPINGS.items() if not process_alive(p)]:
                     del _MAPPINGS[old]  # memory goes once no batch of it is alive
                 mapping = mmap.mmap(raw, size)
                 header = np.frombuffer(mapping, np.uint8, count=HEADER)
@@ -238,7 +229,7 @@ def receive_views(ref: SlotViews) -> list[torch.Tensor]:
     out = []
     for start, dtype, shape in views:
         kind = getattr(torch, dtype)
-        count = int(np.prod(shape)) * torch.empty(0, dtype=kind).element_size()
+        count = int(np.prod(shape)) * kind.itemsize
         out.append(region[start:start + count].view(kind).view(shape))
     return out
 
